@@ -1,0 +1,26 @@
+//! The mars2 compute engine: runs the models of `mars2-models` on a Burn backend chosen at run
+//! time, caches keys and values, batches generation and samples with log-probabilities.
+//!
+//! ```no_run
+//! use mars2_engine::{device::Cpu, generate, GenerationRequest, SamplingParams};
+//! use mars2_models::load_model;
+//!
+//! let device = Default::default();
+//! let loaded = load_model::<Cpu>("model-dir".as_ref(), &device)?;
+//! let requests = vec![GenerationRequest { prompt: vec![1, 2, 3], params: SamplingParams::greedy(16) }];
+//! let outputs = generate(&loaded.model, &loaded.config, &requests, &device)?;
+//! println!("{:?}", outputs[0].tokens);
+//! # Ok::<(), mars2_engine::EngineError>(())
+//! ```
+
+pub mod dense_cache;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod sampling;
+
+pub use dense_cache::DenseKvCache;
+pub use device::{run_on, BackendTask, DeviceKind};
+pub use error::{EngineError, Result};
+pub use generate::{generate, prompt_logits, FinishReason, GenerationOutput, GenerationRequest};
+pub use sampling::{Sampler, SamplingParams};

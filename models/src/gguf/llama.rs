@@ -1,0 +1,248 @@
+//! GGUF checkpoints of the Llama family (and Qwen2/Qwen3, which llama.cpp stores the same way):
+//! the model config from the `{arch}.*` metadata, and a `WeightSource` that serves tensors under
+//! their Hugging Face names.
+//!
+//! llama.cpp's converter permutes the rows of Llama's q and k projections so that its RoPE can
+//! rotate interleaved pairs; our RoPE rotates halves as Hugging Face does, so those rows are put
+//! back in Hugging Face order at load ([`unpermute_rows`]). Qwen checkpoints are not permuted.
+
+use std::path::Path;
+
+use super::file::GgufFile;
+use super::metadata::MetadataValue;
+use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::error::{ModelError, Result};
+use crate::host_tensor::{HostTensor, WeightSource};
+
+/// Reads the model config from GGUF metadata.
+pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
+    let arch_name = file
+        .require("general.architecture")?
+        .as_str()
+        .ok_or_else(|| file.corrupt("general.architecture is not a string"))?
+        .to_string();
+    let architecture =
+        Architecture::from_name(&arch_name).ok_or_else(|| ModelError::UnknownArchitecture {
+            path: file.path().to_path_buf(),
+            name: arch_name.clone(),
+        })?;
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let req_usize = |k: &str| -> Result<usize> {
+        let full = key(k);
+        file.require(&full)?
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| file.corrupt(&format!("{full} is not an unsigned integer")))
+    };
+    let opt_usize = |k: &str| file.get(&key(k)).and_then(MetadataValue::as_u64).map(|v| v as usize);
+    let hidden_size = req_usize("embedding_length")?;
+    let num_heads = req_usize("attention.head_count")?;
+    let num_kv_heads = opt_usize("attention.head_count_kv").unwrap_or(num_heads);
+    if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+        return Err(file.corrupt(&format!(
+            "head counts {num_heads}/{num_kv_heads} are inconsistent"
+        )));
+    }
+    let head_dim = opt_usize("attention.key_length").unwrap_or(hidden_size / num_heads);
+    let tokens = file
+        .get("tokenizer.ggml.tokens")
+        .and_then(MetadataValue::as_array)
+        .map(<[_]>::len);
+    let vocab_size = match opt_usize("vocab_size").or(tokens) {
+        Some(v) => v,
+        None => {
+            let emb = file
+                .tensor_info("token_embd.weight")
+                .ok_or_else(|| file.corrupt("missing tensor \"token_embd.weight\""))?;
+            emb.dims.get(1).copied().unwrap_or(0) as usize
+        }
+    };
+    let f = |k: &str, default: f64| file.get(&key(k)).and_then(MetadataValue::as_f64).unwrap_or(default);
+    let rope_scaling = match file.get(&key("rope.scaling.type")).and_then(MetadataValue::as_str) {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => RopeScaling::Linear {
+            factor: f("rope.scaling.factor", 1.0),
+        },
+        Some(other) => {
+            return Err(file.corrupt(&format!("rope scaling type {other:?} is not supported")))
+        }
+    };
+    let token_id = |k: &str| file.get(k).and_then(MetadataValue::as_u64).map(|v| v as u32);
+    Ok(ModelConfig {
+        architecture,
+        vocab_size,
+        hidden_size,
+        intermediate_size: req_usize("feed_forward_length")?,
+        num_layers: req_usize("block_count")?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        rms_norm_eps: f("attention.layer_norm_rms_epsilon", 1e-5),
+        rope_theta: f("rope.freq_base", 10_000.0),
+        rope_scaling,
+        max_position_embeddings: opt_usize("context_length").unwrap_or(4096),
+        tie_word_embeddings: file.tensor_info("output.weight").is_none(),
+        attention_bias: file.tensor_info("blk.0.attn_q.bias").is_some(),
+        attention_out_bias: file.tensor_info("blk.0.attn_output.bias").is_some(),
+        mlp_bias: file.tensor_info("blk.0.ffn_up.bias").is_some(),
+        qk_norm: architecture == Architecture::Qwen3,
+        bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
+        eos_token_ids: token_id("tokenizer.ggml.eos_token_id").into_iter().collect(),
+    })
+}
+
+/// Translates a Hugging Face tensor name to its GGUF name.
+pub fn gguf_name(hf_name: &str) -> Option<String> {
+    let fixed = match hf_name {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return Some(name.to_string());
+    }
+    let rest = hf_name.strip_prefix("model.layers.")?;
+    let (layer, suffix) = rest.split_once('.')?;
+    let mapped = match suffix {
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.q_proj.bias" => "attn_q.bias",
+        "self_attn.k_proj.bias" => "attn_k.bias",
+        "self_attn.v_proj.bias" => "attn_v.bias",
+        "self_attn.o_proj.bias" => "attn_output.bias",
+        "self_attn.q_norm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" => "attn_k_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        "mlp.gate_proj.bias" => "ffn_gate.bias",
+        "mlp.up_proj.bias" => "ffn_up.bias",
+        "mlp.down_proj.bias" => "ffn_down.bias",
+        "input_layernorm.weight" => "attn_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{mapped}"))
+}
+
+/// Undoes llama.cpp's q/k row permutation. Rows of head `h` are stored as pairs
+/// `(j, s)` for `j < head_dim/2`, `s ∈ {0,1}`; Hugging Face orders them `(s, j)`.
+/// Works on weights (`[rows, cols]`) and biases (`cols = 1`).
+pub fn unpermute_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    let rows = data.len() / cols;
+    let head_dim = rows / n_heads;
+    let half = head_dim / 2;
+    let mut out = vec![0.0f32; data.len()];
+    for h in 0..n_heads {
+        for s in 0..2 {
+            for j in 0..half {
+                let hf_row = h * head_dim + s * half + j;
+                let gguf_row = h * head_dim + j * 2 + s;
+                out[hf_row * cols..(hf_row + 1) * cols]
+                    .copy_from_slice(&data[gguf_row * cols..(gguf_row + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`unpermute_rows`]: Hugging Face order to llama.cpp order (for writers).
+pub fn permute_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    let rows = data.len() / cols;
+    let head_dim = rows / n_heads;
+    let half = head_dim / 2;
+    let mut out = vec![0.0f32; data.len()];
+    for h in 0..n_heads {
+        for s in 0..2 {
+            for j in 0..half {
+                let hf_row = h * head_dim + s * half + j;
+                let gguf_row = h * head_dim + j * 2 + s;
+                out[gguf_row * cols..(gguf_row + 1) * cols]
+                    .copy_from_slice(&data[hf_row * cols..(hf_row + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Serves a GGUF file's tensors under Hugging Face names, dequantized, q/k rows un-permuted.
+pub struct GgufWeights<'a> {
+    file: &'a GgufFile,
+    config: ModelConfig,
+}
+
+impl<'a> GgufWeights<'a> {
+    pub fn new(file: &'a GgufFile, config: ModelConfig) -> Self {
+        Self { file, config }
+    }
+}
+
+impl WeightSource for GgufWeights<'_> {
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn load(&mut self, hf_name: &str) -> Result<Option<HostTensor>> {
+        let Some(name) = gguf_name(hf_name) else {
+            return Ok(None);
+        };
+        let Some(mut tensor) = self.file.load_f32(&name)? else {
+            return Ok(None);
+        };
+        if self.config.architecture == Architecture::Llama {
+            let heads = if hf_name.contains("q_proj") {
+                Some(self.config.num_heads)
+            } else if hf_name.contains("k_proj") {
+                Some(self.config.num_kv_heads)
+            } else {
+                None
+            };
+            if let Some(n_heads) = heads {
+                let cols = if tensor.shape.len() == 2 { tensor.shape[1] } else { 1 };
+                if tensor.data.len() % (cols * n_heads * 2) != 0 {
+                    return Err(ModelError::WrongShape {
+                        path: self.file.path().to_path_buf(),
+                        name,
+                        expected: vec![n_heads * self.config.head_dim, cols],
+                        actual: tensor.shape,
+                    });
+                }
+                tensor.data = unpermute_rows(&tensor.data, n_heads, cols);
+            }
+        }
+        Ok(Some(tensor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permute_and_unpermute_are_inverse() {
+        let data: Vec<f32> = (0..2 * 8 * 3).map(|i| i as f32).collect();
+        let p = permute_rows(&data, 2, 3);
+        assert_ne!(p, data);
+        assert_eq!(unpermute_rows(&p, 2, 3), data);
+    }
+
+    #[test]
+    fn unpermute_moves_rows_to_rotate_half_order() {
+        // One head of dim 4, one column: GGUF rows (j,s) = (0,0),(0,1),(1,0),(1,1) → HF (s,j).
+        let gguf = [10.0, 20.0, 11.0, 21.0];
+        assert_eq!(unpermute_rows(&gguf, 1, 1), vec![10.0, 11.0, 20.0, 21.0]);
+    }
+
+    #[test]
+    fn names_map_both_ways_for_layers() {
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.k_proj.weight").as_deref(),
+            Some("blk.12.attn_k.weight")
+        );
+        assert_eq!(gguf_name("model.layers.3.mlp.down_proj.weight").as_deref(), Some("blk.3.ffn_down.weight"));
+        assert_eq!(gguf_name("unrelated"), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! GGUF, the llama.cpp single-file format: parsing (`file`), metadata values (`metadata`),
+//! block dequantization (`dequant`), the Llama weight mapping (`llama`) and the tokenizer
+//! rebuilt from the file's own vocabulary (`tokenizer`).
+
+pub mod dequant;
+pub mod file;
+pub mod llama;
+pub mod metadata;
+pub mod tokenizer;
+pub mod writer;
+
+pub use file::{GgufFile, GgufTensorInfo};
+pub use metadata::MetadataValue;

@@ -1,0 +1,33 @@
+//! Decoder-only language models written from scratch in Burn, and the files they come in.
+//!
+//! - [`Transformer`]: Llama, Qwen2 (q/k/v bias) and Qwen3 (per-head q/k RMSNorm) in one
+//!   implementation, with rotate-half RoPE, grouped-query attention, SwiGLU and a tied or
+//!   untied LM head. Each batch row carries its own positions.
+//! - [`AttentionContext`]: how a model hands its keys and values to whoever caches them; this
+//!   crate knows nothing about batching or caching policy.
+//! - Loading: Hugging Face directories ([`SafetensorsSource`], [`ModelConfig`]) and GGUF files
+//!   ([`gguf`]), through [`load_model`].
+//! - Text: [`TextTokenizer`] (the `tokenizers` crate) and [`ChatTemplate`] (`minijinja`).
+
+pub mod attention_context;
+pub mod chat_template;
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod host_tensor;
+pub mod layers;
+pub mod load;
+pub mod registry;
+pub mod safetensors_source;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use attention_context::{attention_reference, AttentionContext, FullSequence};
+pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate};
+pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use error::{ModelError, Result};
+pub use host_tensor::{HostTensor, WeightSource};
+pub use load::{checkpoint_kind, load_model, CheckpointKind, LoadedModel};
+pub use safetensors_source::SafetensorsSource;
+pub use tokenizer::TextTokenizer;
+pub use transformer::Transformer;

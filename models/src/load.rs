@@ -1,0 +1,124 @@
+//! One entry point for every checkpoint kind: a Hugging Face directory (`config.json`,
+//! safetensors, `tokenizer.json`, chat template) or a single `.gguf` file.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+
+use crate::chat_template::ChatTemplate;
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::gguf::llama::{config_from_gguf, GgufWeights};
+use crate::gguf::{GgufFile, MetadataValue};
+use crate::safetensors_source::SafetensorsSource;
+use crate::tokenizer::TextTokenizer;
+use crate::transformer::Transformer;
+
+/// A model ready to run, with the text side that came with it.
+#[derive(Debug)]
+pub struct LoadedModel<B: Backend> {
+    pub config: ModelConfig,
+    pub model: Transformer<B>,
+    /// `None` for checkpoints shipped without a tokenizer (token ids only).
+    pub tokenizer: Option<TextTokenizer>,
+    pub chat_template: Option<ChatTemplate>,
+    pub source: PathBuf,
+}
+
+/// The kind of checkpoint at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    HuggingFaceDir,
+    Gguf,
+}
+
+/// Decides what `path` holds, or says why it is not a model.
+pub fn checkpoint_kind(path: &Path) -> Result<CheckpointKind> {
+    if path.is_dir() {
+        if path.join("config.json").is_file() {
+            return Ok(CheckpointKind::HuggingFaceDir);
+        }
+    } else if path.is_file() {
+        let mut magic = [0u8; 4];
+        let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        if std::io::Read::read_exact(&mut f, &mut magic).is_ok() && &magic == b"GGUF" {
+            return Ok(CheckpointKind::Gguf);
+        }
+        if path.extension().is_some_and(|e| e == "gguf") {
+            return Err(ModelError::Gguf {
+                path: path.to_path_buf(),
+                message: format!("bad magic number {magic:?}, expected \"GGUF\""),
+            });
+        }
+    } else if !path.exists() {
+        return Err(ModelError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
+    }
+    Err(ModelError::NotAModel {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Loads a model directory or GGUF file onto `device`.
+pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>> {
+    match checkpoint_kind(path)? {
+        CheckpointKind::HuggingFaceDir => load_hf_dir(path, device),
+        CheckpointKind::Gguf => load_gguf(path, device),
+    }
+}
+
+fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedModel<B>> {
+    let config = ModelConfig::from_hf_json_file(&dir.join("config.json"))?;
+    let mut weights = SafetensorsSource::open_dir(dir)?;
+    let model = Transformer::from_weights(&config, &mut weights, device)?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.is_file() {
+        Some(TextTokenizer::from_file(&tokenizer_path)?)
+    } else {
+        None
+    };
+    Ok(LoadedModel {
+        config,
+        model,
+        tokenizer,
+        chat_template: ChatTemplate::from_model_dir(dir)?,
+        source: dir.to_path_buf(),
+    })
+}
+
+fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>> {
+    let file = GgufFile::open(path)?;
+    let config = config_from_gguf(&file)?;
+    let model = Transformer::from_weights(&config, &mut GgufWeights::new(&file, config.clone()), device)?;
+    let tokenizer = if file.get("tokenizer.ggml.tokens").is_some() {
+        Some(TextTokenizer::from_gguf(&file)?)
+    } else {
+        None
+    };
+    let token_text = |key: &str| -> String {
+        file.get(key)
+            .and_then(MetadataValue::as_u64)
+            .and_then(|id| tokenizer.as_ref()?.id_to_token(id as u32))
+            .unwrap_or_default()
+    };
+    let chat_template = file
+        .get("tokenizer.chat_template")
+        .and_then(MetadataValue::as_str)
+        .map(|src| {
+            ChatTemplate::new(
+                src,
+                &token_text("tokenizer.ggml.bos_token_id"),
+                &token_text("tokenizer.ggml.eos_token_id"),
+            )
+        })
+        .transpose()?;
+    Ok(LoadedModel {
+        config,
+        model,
+        tokenizer,
+        chat_template,
+        source: path.to_path_buf(),
+    })
+}

@@ -1,0 +1,257 @@
+//! The decoder-only transformer shared by Llama, Qwen2 and Qwen3: embeddings, a stack of
+//! [`DecoderLayer`]s, final RMSNorm and the LM head (tied to the embeddings or not).
+//!
+//! Built from any [`WeightSource`] by Hugging Face tensor names, with every shape checked.
+
+use burn::module::{Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::attention_context::AttentionContext;
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::host_tensor::{HostTensor, WeightSource};
+use crate::layers::attention::SelfAttention;
+use crate::layers::decoder_layer::DecoderLayer;
+use crate::layers::linear::Linear;
+use crate::layers::mlp::Mlp;
+use crate::layers::rms_norm::RmsNorm;
+use crate::layers::rope::Rope;
+
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    /// `[vocab, hidden]`.
+    pub embed_tokens: Param<Tensor<B, 2>>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `[hidden, vocab]`; `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Param<Tensor<B, 2>>>,
+    pub rope: Rope<B>,
+}
+
+impl<B: Backend> Transformer<B> {
+    /// Hidden states after the final norm, `[batch, tokens, hidden]`.
+    ///
+    /// `ids` and `positions` are `[batch, tokens]`; every position must be below
+    /// `config.max_position_embeddings` (callers check: they own the positions).
+    pub fn forward_hidden(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        ctx: &mut dyn AttentionContext<B>,
+    ) -> Tensor<B, 3> {
+        let [batch, tokens] = ids.dims();
+        let hidden = self.embed_tokens.dims()[1];
+        let mut x = self
+            .embed_tokens
+            .val()
+            .select(0, ids.reshape([batch * tokens]))
+            .reshape([batch, tokens, hidden]);
+        let (cos, sin) = self.rope.tables(positions);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(i, x, &cos, &sin, ctx);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits `[batch, tokens, vocab]` from hidden states.
+    pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let head = match &self.lm_head {
+            Some(w) => w.val(),
+            None => self.embed_tokens.val().transpose(),
+        };
+        hidden.matmul(head.unsqueeze::<3>())
+    }
+
+    /// Logits at every position, `[batch, tokens, vocab]`.
+    pub fn forward(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        ctx: &mut dyn AttentionContext<B>,
+    ) -> Tensor<B, 3> {
+        self.lm_head(self.forward_hidden(ids, positions, ctx))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.embed_tokens.dims()[0]
+    }
+
+    /// Builds the model from named weights, checking every shape against `config`.
+    pub fn from_weights(
+        config: &ModelConfig,
+        source: &mut dyn WeightSource,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let mut loader = Loader { source, device };
+        let c = config;
+        let q_dim = c.num_heads * c.head_dim;
+        let kv_dim = c.num_kv_heads * c.head_dim;
+        let embed = loader.matrix("model.embed_tokens.weight", [c.vocab_size, c.hidden_size], false)?;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("model.layers.{i}");
+            let linear = |l: &mut Loader<B>, name: &str, d_in, d_out, bias: bool| -> Result<Linear<B>> {
+                let w = l.matrix(&format!("{p}.{name}.weight"), [d_out, d_in], true)?;
+                let b = if bias {
+                    Some(l.vector(&format!("{p}.{name}.bias"), d_out)?)
+                } else {
+                    None
+                };
+                Ok(Linear::new(w, b))
+            };
+            let norm = |l: &mut Loader<B>, name: &str, dim| -> Result<RmsNorm<B>> {
+                Ok(RmsNorm::new(l.vector(&format!("{p}.{name}.weight"), dim)?, c.rms_norm_eps))
+            };
+            let attention = SelfAttention {
+                q_proj: linear(&mut loader, "self_attn.q_proj", c.hidden_size, q_dim, c.attention_bias)?,
+                k_proj: linear(&mut loader, "self_attn.k_proj", c.hidden_size, kv_dim, c.attention_bias)?,
+                v_proj: linear(&mut loader, "self_attn.v_proj", c.hidden_size, kv_dim, c.attention_bias)?,
+                o_proj: linear(&mut loader, "self_attn.o_proj", q_dim, c.hidden_size, c.attention_out_bias)?,
+                q_norm: if c.qk_norm { Some(norm(&mut loader, "self_attn.q_norm", c.head_dim)?) } else { None },
+                k_norm: if c.qk_norm { Some(norm(&mut loader, "self_attn.k_norm", c.head_dim)?) } else { None },
+                num_heads: c.num_heads,
+                num_kv_heads: c.num_kv_heads,
+                head_dim: c.head_dim,
+            };
+            let mlp = Mlp {
+                gate: linear(&mut loader, "mlp.gate_proj", c.hidden_size, c.intermediate_size, c.mlp_bias)?,
+                up: linear(&mut loader, "mlp.up_proj", c.hidden_size, c.intermediate_size, c.mlp_bias)?,
+                down: linear(&mut loader, "mlp.down_proj", c.intermediate_size, c.hidden_size, c.mlp_bias)?,
+            };
+            layers.push(DecoderLayer {
+                input_norm: norm(&mut loader, "input_layernorm", c.hidden_size)?,
+                attention,
+                post_attention_norm: norm(&mut loader, "post_attention_layernorm", c.hidden_size)?,
+                mlp,
+            });
+        }
+        let norm = RmsNorm::new(loader.vector("model.norm.weight", c.hidden_size)?, c.rms_norm_eps);
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(Param::from_tensor(loader.matrix("lm_head.weight", [c.vocab_size, c.hidden_size], true)?))
+        };
+        Ok(Self {
+            embed_tokens: Param::from_tensor(embed),
+            layers,
+            norm,
+            lm_head,
+            rope: Rope::new(config, device),
+        })
+    }
+
+    /// A model with random weights of the given shape (benchmarks, tests).
+    pub fn random(config: &ModelConfig, device: &B::Device) -> Self {
+        let mut source = RandomWeights { config: config.clone(), path: "<random>".into() };
+        Self::from_weights(config, &mut source, device)
+            .expect("random weights always have the configured shapes")
+    }
+}
+
+/// Fetches tensors from a source and checks their shapes.
+struct Loader<'a, B: Backend> {
+    source: &'a mut dyn WeightSource,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn fetch(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        let tensor = self.source.load(name)?.ok_or_else(|| ModelError::MissingTensor {
+            path: self.source.path().to_path_buf(),
+            name: name.to_string(),
+        })?;
+        if tensor.shape != expected {
+            return Err(ModelError::WrongShape {
+                path: self.source.path().to_path_buf(),
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                actual: tensor.shape,
+            });
+        }
+        Ok(tensor)
+    }
+
+    /// A 2-D weight stored `[rows, cols]`; `transpose` turns a `[out, in]` projection into the
+    /// `[in, out]` layout `Linear` multiplies with.
+    fn matrix(&mut self, name: &str, shape: [usize; 2], transpose: bool) -> Result<Tensor<B, 2>> {
+        let t = self.fetch(name, &shape)?;
+        let t = if transpose { t.transposed() } else { t };
+        let dims = [t.shape[0], t.shape[1]];
+        Ok(Tensor::from_data(TensorData::new(t.data, dims), self.device))
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<B, 1>> {
+        let t = self.fetch(name, &[len])?;
+        Ok(Tensor::from_data(TensorData::new(t.data, [len]), self.device))
+    }
+}
+
+/// Weights drawn from N(0, 0.02²) (norms: 1), deterministic per tensor name.
+struct RandomWeights {
+    config: ModelConfig,
+    path: std::path::PathBuf,
+}
+
+impl WeightSource for RandomWeights {
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn load(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        let shape = expected_shape(&self.config, name);
+        let Some(shape) = shape else { return Ok(None) };
+        let numel: usize = shape.iter().product();
+        let data = if name.contains("norm") {
+            vec![1.0; numel]
+        } else {
+            // A small, fast, deterministic generator (splitmix64) keyed by the name.
+            let mut state = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+            });
+            (0..numel)
+                .map(|_| {
+                    state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    let mut z = state;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                    z ^= z >> 31;
+                    ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.07
+                })
+                .collect()
+        };
+        Ok(Some(HostTensor::new(shape, data)))
+    }
+}
+
+/// The Hugging Face shape of a named tensor under `config`, if the model has it.
+pub fn expected_shape(c: &ModelConfig, name: &str) -> Option<Vec<usize>> {
+    let q_dim = c.num_heads * c.head_dim;
+    let kv_dim = c.num_kv_heads * c.head_dim;
+    match name {
+        "model.embed_tokens.weight" => return Some(vec![c.vocab_size, c.hidden_size]),
+        "model.norm.weight" => return Some(vec![c.hidden_size]),
+        "lm_head.weight" if !c.tie_word_embeddings => return Some(vec![c.vocab_size, c.hidden_size]),
+        _ => {}
+    }
+    let rest = name.strip_prefix("model.layers.")?;
+    let (layer, suffix) = rest.split_once('.')?;
+    if layer.parse::<usize>().ok()? >= c.num_layers {
+        return None;
+    }
+    Some(match suffix {
+        "self_attn.q_proj.weight" => vec![q_dim, c.hidden_size],
+        "self_attn.k_proj.weight" | "self_attn.v_proj.weight" => vec![kv_dim, c.hidden_size],
+        "self_attn.o_proj.weight" => vec![c.hidden_size, q_dim],
+        "self_attn.q_proj.bias" if c.attention_bias => vec![q_dim],
+        "self_attn.k_proj.bias" | "self_attn.v_proj.bias" if c.attention_bias => vec![kv_dim],
+        "self_attn.o_proj.bias" if c.attention_out_bias => vec![c.hidden_size],
+        "self_attn.q_norm.weight" | "self_attn.k_norm.weight" if c.qk_norm => vec![c.head_dim],
+        "mlp.gate_proj.weight" | "mlp.up_proj.weight" => vec![c.intermediate_size, c.hidden_size],
+        "mlp.down_proj.weight" => vec![c.hidden_size, c.intermediate_size],
+        "mlp.gate_proj.bias" | "mlp.up_proj.bias" if c.mlp_bias => vec![c.intermediate_size],
+        "mlp.down_proj.bias" if c.mlp_bias => vec![c.hidden_size],
+        "input_layernorm.weight" | "post_attention_layernorm.weight" => vec![c.hidden_size],
+        _ => return None,
+    })
+}

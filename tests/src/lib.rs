@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests: locating the reference fixtures (made with Hugging
+//! Face transformers) and reading their token ids and logits.
+
+use std::path::PathBuf;
+
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+/// `tests/fixtures/<name>` in this repository.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+pub fn reference_json(name: &str) -> Value {
+    let path = fixture(name).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .expect("an array of token ids")
+        .iter()
+        .map(|v| v.as_u64().expect("a token id") as u32)
+        .collect()
+}
+
+/// A `[rows, cols]` f32 tensor from `reference_logits.safetensors`.
+pub fn reference_logits(name: &str, tensor: &str) -> (Vec<usize>, Vec<f32>) {
+    let path = fixture(name).join("reference_logits.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let view = st.tensor(tensor).expect("tensor present");
+    let data = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (view.shape().to_vec(), data)
+}
+
+/// Largest absolute difference between two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
