@@ -49,7 +49,11 @@ impl<B: Backend> DenseKvCache<B> {
     pub fn begin_step(&mut self, starts: &[usize], tokens: usize) {
         assert_eq!(starts.len(), self.batch, "one start per row");
         let visible = starts.iter().map(|s| s + tokens).max().unwrap_or(0);
-        assert!(visible <= self.capacity, "KV cache capacity {} exceeded", self.capacity);
+        assert!(
+            visible <= self.capacity,
+            "KV cache capacity {} exceeded",
+            self.capacity
+        );
         let mut hidden = Vec::with_capacity(self.batch * tokens * visible);
         for &start in starts {
             for t in 0..tokens {
@@ -82,7 +86,13 @@ impl<B: Backend> DenseKvCache<B> {
 }
 
 impl<B: Backend> AttentionContext<B> for DenseKvCache<B> {
-    fn attend(&mut self, layer: usize, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn attend(
+        &mut self,
+        layer: usize,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> Tensor<B, 4> {
         let [b, h, _, d] = k.dims();
         let (kc, vc) = self.layers[layer].take().unwrap_or_else(|| {
             let zeros = || Tensor::zeros([b, h, self.capacity, d], &self.device);

@@ -6,7 +6,9 @@ use mars2_models::ModelError;
 pub enum EngineError {
     #[error("unknown device {0:?} (expected cpu, wgpu or cuda)")]
     UnknownDevice(String),
-    #[error("device {device} is not compiled into this build: rebuild with `--features {feature}`")]
+    #[error(
+        "device {device} is not compiled into this build: rebuild with `--features {feature}`"
+    )]
     NotCompiled { device: String, feature: String },
     #[error("device {device} is unavailable: {reason}")]
     DeviceUnavailable { device: String, reason: String },
@@ -17,7 +19,11 @@ pub enum EngineError {
     #[error("prompt {index}: token id {id} is outside the vocabulary of {vocab} tokens")]
     TokenOutOfRange { index: usize, id: u32, vocab: usize },
     #[error("sequence {index} needs {needed} positions but the model supports {max}")]
-    TooLong { index: usize, needed: usize, max: usize },
+    TooLong {
+        index: usize,
+        needed: usize,
+        max: usize,
+    },
     #[error("invalid sampling parameters: {0}")]
     InvalidSampling(String),
 }

@@ -39,7 +39,11 @@ pub struct GenerationOutput {
     pub finish_reason: FinishReason,
 }
 
-fn int_tensor<B: Backend>(values: Vec<i64>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2, Int> {
+fn int_tensor<B: Backend>(
+    values: Vec<i64>,
+    shape: [usize; 2],
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
@@ -97,7 +101,10 @@ pub fn generate<B: Backend>(
             s
         })
         .collect();
-    let mut samplers: Vec<Sampler> = requests.iter().map(|r| Sampler::new(r.params.clone())).collect();
+    let mut samplers: Vec<Sampler> = requests
+        .iter()
+        .map(|r| Sampler::new(r.params.clone()))
+        .collect();
     let mut outputs: Vec<GenerationOutput> = requests
         .iter()
         .map(|_| GenerationOutput {
@@ -106,7 +113,10 @@ pub fn generate<B: Backend>(
             finish_reason: FinishReason::Length,
         })
         .collect();
-    let mut done: Vec<bool> = requests.iter().map(|r| r.params.max_new_tokens == 0).collect();
+    let mut done: Vec<bool> = requests
+        .iter()
+        .map(|r| r.params.max_new_tokens == 0)
+        .collect();
     let lengths: Vec<usize> = requests.iter().map(|r| r.prompt.len()).collect();
     let mut cache = DenseKvCache::<B>::new(config.num_layers, batch, capacity, device);
 
@@ -196,7 +206,11 @@ pub fn prompt_logits<B: Backend>(
         positions,
         &mut ctx,
     );
-    Ok(logits.into_data().convert::<f32>().to_vec().expect("logits convert to f32"))
+    Ok(logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("logits convert to f32"))
 }
 
 /// Logits at the last position of one sequence, `[vocab]`, without computing the LM head for
@@ -218,5 +232,9 @@ pub fn last_position_logits<B: Backend>(
     );
     let d = hidden.dims()[2];
     let logits = model.lm_head(hidden.slice([0..1, t - 1..t, 0..d]));
-    Ok(logits.into_data().convert::<f32>().to_vec().expect("logits convert to f32"))
+    Ok(logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("logits convert to f32"))
 }

@@ -17,6 +17,7 @@ pub mod dense_cache;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod kv;
 pub mod sampling;
 
 pub use dense_cache::DenseKvCache;

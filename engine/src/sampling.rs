@@ -90,10 +90,17 @@ impl Sampler {
     /// the model's untempered distribution.
     pub fn sample(&mut self, logits: &[f32]) -> SampledToken {
         if self.params.temperature == 0.0 {
-            let (id, _) = logits
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best });
+            let (id, _) =
+                logits
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                        if l > best.1 {
+                            (i, l)
+                        } else {
+                            best
+                        }
+                    });
             return SampledToken {
                 id: id as u32,
                 logprob: log_softmax_at(logits, id, 1.0),
@@ -110,7 +117,11 @@ impl Sampler {
                 break;
             }
         }
-        let p = dist.iter().find(|&&(i, _)| i == chosen).map(|&(_, p)| p).unwrap_or(0.0);
+        let p = dist
+            .iter()
+            .find(|&&(i, _)| i == chosen)
+            .map(|&(_, p)| p)
+            .unwrap_or(0.0);
         SampledToken {
             id: chosen as u32,
             logprob: p.ln() as f32,
@@ -121,7 +132,9 @@ impl Sampler {
 /// `log softmax(logits / temperature)[index]`, computed stably in f64.
 pub fn log_softmax_at(logits: &[f32], index: usize, temperature: f32) -> f32 {
     let t = f64::from(temperature);
-    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
     let sum: f64 = logits.iter().map(|&l| (f64::from(l) / t - max).exp()).sum();
     (f64::from(logits[index]) / t - max - sum.ln()) as f32
 }
@@ -130,7 +143,9 @@ pub fn log_softmax_at(logits: &[f32], index: usize, temperature: f32) -> f32 {
 /// `(token, probability)` sorted by decreasing probability.
 pub fn truncated_distribution(logits: &[f32], params: &SamplingParams) -> Vec<(usize, f64)> {
     let t = f64::from(params.temperature.max(1e-6));
-    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
     let mut probs: Vec<(usize, f64)> = logits
         .iter()
         .enumerate()
@@ -185,16 +200,31 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_with_logprob_zero() {
-        let mut s = Sampler::new(SamplingParams { top_k: 1, ..params(1.0) });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            ..params(1.0)
+        });
         let tok = s.sample(&[0.1, 2.0, 0.3]);
-        assert_eq!(tok, SampledToken { id: 1, logprob: 0.0 });
+        assert_eq!(
+            tok,
+            SampledToken {
+                id: 1,
+                logprob: 0.0
+            }
+        );
     }
 
     #[test]
     fn top_p_keeps_the_smallest_nucleus() {
         // Probabilities 0.5, 0.3, 0.2 → top_p 0.7 keeps two tokens, renormalized to 5/8, 3/8.
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let d = truncated_distribution(&logits, &SamplingParams { top_p: 0.7, ..params(1.0) });
+        let d = truncated_distribution(
+            &logits,
+            &SamplingParams {
+                top_p: 0.7,
+                ..params(1.0)
+            },
+        );
         assert_eq!(d.len(), 2);
         assert!((d[0].1 - 0.625).abs() < 1e-6 && (d[1].1 - 0.375).abs() < 1e-6);
     }
@@ -202,14 +232,23 @@ mod tests {
     #[test]
     fn min_p_drops_unlikely_tokens() {
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let d = truncated_distribution(&logits, &SamplingParams { min_p: 0.5, ..params(1.0) });
+        let d = truncated_distribution(
+            &logits,
+            &SamplingParams {
+                min_p: 0.5,
+                ..params(1.0)
+            },
+        );
         assert_eq!(d.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
     }
 
     #[test]
     fn sampling_frequencies_follow_the_distribution_and_logprobs_match() {
         let logits = [0.0f32, 1.0, 2.0];
-        let mut s = Sampler::new(SamplingParams { seed: 7, ..params(1.0) });
+        let mut s = Sampler::new(SamplingParams {
+            seed: 7,
+            ..params(1.0)
+        });
         let mut counts = [0usize; 3];
         for _ in 0..20_000 {
             let tok = s.sample(&logits);
@@ -228,7 +267,10 @@ mod tests {
     fn same_seed_same_tokens() {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
         let run = || {
-            let mut s = Sampler::new(SamplingParams { seed: 3, ..params(0.8) });
+            let mut s = Sampler::new(SamplingParams {
+                seed: 3,
+                ..params(0.8)
+            });
             (0..20).map(|_| s.sample(&logits).id).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
@@ -236,7 +278,12 @@ mod tests {
 
     #[test]
     fn invalid_parameters_are_rejected() {
-        assert!(SamplingParams { top_p: 0.0, ..params(1.0) }.validate().is_err());
+        assert!(SamplingParams {
+            top_p: 0.0,
+            ..params(1.0)
+        }
+        .validate()
+        .is_err());
         assert!(params(-1.0).validate().is_err());
         assert!(params(0.7).validate().is_ok());
     }

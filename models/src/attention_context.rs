@@ -16,8 +16,13 @@ use burn::tensor::{Bool, Int, Tensor};
 /// Receives each layer's queries `[batch, heads, tokens, head_dim]` and new keys/values
 /// `[batch, kv_heads, tokens, head_dim]`; returns `[batch, heads, tokens, head_dim]`.
 pub trait AttentionContext<B: Backend> {
-    fn attend(&mut self, layer: usize, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>)
-        -> Tensor<B, 4>;
+    fn attend(
+        &mut self,
+        layer: usize,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> Tensor<B, 4>;
 }
 
 /// Repeats each key/value head `group` times along the head axis (grouped-query attention).

@@ -78,8 +78,8 @@ impl ChatTemplate {
     pub fn from_model_dir(dir: &Path) -> Result<Option<Self>> {
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = if config_path.exists() {
-            let text =
-                std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|e| ModelError::io(&config_path, e))?;
             serde_json::from_str(&text).map_err(|source| ModelError::Json {
                 path: config_path.clone(),
                 source,
@@ -141,11 +141,15 @@ impl ChatTemplate {
     fn environment(&self) -> Result<Environment<'_>> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         env.add_function("strftime_now", |_format: String| "".to_string());
-        env.add_template("chat", &self.source).map_err(template_error)?;
+        env.add_template("chat", &self.source)
+            .map_err(template_error)?;
         Ok(env)
     }
 }
@@ -171,17 +175,35 @@ mod tests {
         let t = ChatTemplate::new(CHATML, "", "").unwrap();
         let msgs = [ChatMessage::user(" hi ")];
         let with = t.render(&msgs, ChatOptions::default()).unwrap();
-        assert_eq!(with, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            with,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
         let without = t
-            .render(&msgs, ChatOptions { add_generation_prompt: false, enable_thinking: true })
+            .render(
+                &msgs,
+                ChatOptions {
+                    add_generation_prompt: false,
+                    enable_thinking: true,
+                },
+            )
             .unwrap();
         assert_eq!(without, "<|im_start|>user\nhi<|im_end|>\n");
     }
 
     #[test]
     fn python_string_methods_work() {
-        let t = ChatTemplate::new("{{ messages[0].content.split('x')[-1].lstrip('\\n') }}", "", "").unwrap();
-        assert_eq!(t.render(&[ChatMessage::user("axb")], ChatOptions::default()).unwrap(), "b");
+        let t = ChatTemplate::new(
+            "{{ messages[0].content.split('x')[-1].lstrip('\\n') }}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[ChatMessage::user("axb")], ChatOptions::default())
+                .unwrap(),
+            "b"
+        );
     }
 
     #[test]
@@ -193,7 +215,10 @@ mod tests {
     #[test]
     fn raise_exception_becomes_an_error() {
         let t = ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
-        let err = t.render(&[], ChatOptions::default()).unwrap_err().to_string();
+        let err = t
+            .render(&[], ChatOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no system role"), "{err}");
     }
 }

@@ -155,7 +155,9 @@ impl ModelConfig {
         }
         let head_dim = opt_usize("head_dim")?.unwrap_or(hidden_size / num_heads);
         if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(invalid(format!("head_dim {head_dim} must be even and positive")));
+            return Err(invalid(format!(
+                "head_dim {head_dim} must be even and positive"
+            )));
         }
         // Newer configs nest RoPE settings in `rope_parameters`; older ones use top-level keys.
         let rope_params = obj.get("rope_parameters").filter(|v| v.is_object());
@@ -191,7 +193,9 @@ impl ModelConfig {
         for key in ["torch_dtype", "dtype"] {
             if let Some(d) = obj.get(key).and_then(Value::as_str) {
                 if !matches!(d, "float32" | "float16" | "bfloat16") {
-                    return Err(invalid(format!("{key} {d:?} is not one of float32, float16, bfloat16")));
+                    return Err(invalid(format!(
+                        "{key} {d:?} is not one of float32, float16, bfloat16"
+                    )));
                 }
             }
         }
@@ -352,7 +356,10 @@ mod tests {
         let mut v = base();
         v["model_type"] = json!("gpt_neox");
         let err = parse(v).unwrap_err().to_string();
-        assert!(err.contains("config.json") && err.contains("gpt_neox"), "{err}");
+        assert!(
+            err.contains("config.json") && err.contains("gpt_neox"),
+            "{err}"
+        );
     }
 
     #[test]

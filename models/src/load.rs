@@ -91,7 +91,11 @@ fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedModel
 fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>> {
     let file = GgufFile::open(path)?;
     let config = config_from_gguf(&file)?;
-    let model = Transformer::from_weights(&config, &mut GgufWeights::new(&file, config.clone()), device)?;
+    let model = Transformer::from_weights(
+        &config,
+        &mut GgufWeights::new(&file, config.clone()),
+        device,
+    )?;
     let tokenizer = if file.get("tokenizer.ggml.tokens").is_some() {
         Some(TextTokenizer::from_gguf(&file)?)
     } else {

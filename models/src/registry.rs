@@ -36,13 +36,18 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("MARS2_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("mars2")
 }
 
 /// Where a registered model's file lives once fetched.
 pub fn cached_path(model: &RegisteredModel) -> PathBuf {
-    cache_dir().join("models").join(model.name).join(model.cached_file)
+    cache_dir()
+        .join("models")
+        .join(model.name)
+        .join(model.cached_file)
 }
 
 /// Resolves a model argument: a registered name whose file is cached, or a path.

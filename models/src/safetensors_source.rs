@@ -31,7 +31,8 @@ impl SafetensorsSource {
 
     /// Opens a sharded checkpoint from its `model.safetensors.index.json`.
     pub fn open_index(index_path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(index_path).map_err(|e| ModelError::io(index_path, e))?;
+        let text =
+            std::fs::read_to_string(index_path).map_err(|e| ModelError::io(index_path, e))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| ModelError::Json {
                 path: index_path.to_path_buf(),

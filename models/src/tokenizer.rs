@@ -27,10 +27,11 @@ impl TextTokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| ModelError::Tokenizer {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             inner,
             source: path.to_path_buf(),
@@ -44,10 +45,11 @@ impl TextTokenizer {
             path: file.path().to_path_buf(),
             message: e.to_string(),
         })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| ModelError::Tokenizer {
-            path: file.path().to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| ModelError::Tokenizer {
+                path: file.path().to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             inner,
             source: file.path().to_path_buf(),

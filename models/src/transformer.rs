@@ -56,11 +56,18 @@ impl<B: Backend> Transformer<B> {
 
     /// Logits `[batch, tokens, vocab]` from hidden states.
     pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let head = match &self.lm_head {
-            Some(w) => w.val(),
-            None => self.embed_tokens.val().transpose(),
-        };
-        hidden.matmul(head.unsqueeze::<3>())
+        match &self.lm_head {
+            Some(w) => hidden.matmul(w.val().unsqueeze::<3>()),
+            None => {
+                // Tied head: E·hᵀ keeps the large `[vocab, hidden]` matrix in its stored layout
+                // (multiplying by a transposed view would copy it on every call).
+                let [b, t, d] = hidden.dims();
+                let flat = hidden.reshape([b * t, d]);
+                let logits = self.embed_tokens.val().matmul(flat.transpose());
+                let vocab = logits.dims()[0];
+                logits.transpose().reshape([b, t, vocab])
+            }
+        }
     }
 
     /// Logits at every position, `[batch, tokens, vocab]`.
@@ -87,37 +94,95 @@ impl<B: Backend> Transformer<B> {
         let c = config;
         let q_dim = c.num_heads * c.head_dim;
         let kv_dim = c.num_kv_heads * c.head_dim;
-        let embed = loader.matrix("model.embed_tokens.weight", [c.vocab_size, c.hidden_size], false)?;
+        let embed = loader.matrix(
+            "model.embed_tokens.weight",
+            [c.vocab_size, c.hidden_size],
+            false,
+        )?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let p = format!("model.layers.{i}");
-            let linear = |l: &mut Loader<B>, name: &str, d_in, d_out, bias: bool| -> Result<Linear<B>> {
-                let w = l.matrix(&format!("{p}.{name}.weight"), [d_out, d_in], true)?;
-                let b = if bias {
-                    Some(l.vector(&format!("{p}.{name}.bias"), d_out)?)
-                } else {
-                    None
+            let linear =
+                |l: &mut Loader<B>, name: &str, d_in, d_out, bias: bool| -> Result<Linear<B>> {
+                    let w = l.matrix(&format!("{p}.{name}.weight"), [d_out, d_in], true)?;
+                    let b = if bias {
+                        Some(l.vector(&format!("{p}.{name}.bias"), d_out)?)
+                    } else {
+                        None
+                    };
+                    Ok(Linear::new(w, b))
                 };
-                Ok(Linear::new(w, b))
-            };
             let norm = |l: &mut Loader<B>, name: &str, dim| -> Result<RmsNorm<B>> {
-                Ok(RmsNorm::new(l.vector(&format!("{p}.{name}.weight"), dim)?, c.rms_norm_eps))
+                Ok(RmsNorm::new(
+                    l.vector(&format!("{p}.{name}.weight"), dim)?,
+                    c.rms_norm_eps,
+                ))
             };
             let attention = SelfAttention {
-                q_proj: linear(&mut loader, "self_attn.q_proj", c.hidden_size, q_dim, c.attention_bias)?,
-                k_proj: linear(&mut loader, "self_attn.k_proj", c.hidden_size, kv_dim, c.attention_bias)?,
-                v_proj: linear(&mut loader, "self_attn.v_proj", c.hidden_size, kv_dim, c.attention_bias)?,
-                o_proj: linear(&mut loader, "self_attn.o_proj", q_dim, c.hidden_size, c.attention_out_bias)?,
-                q_norm: if c.qk_norm { Some(norm(&mut loader, "self_attn.q_norm", c.head_dim)?) } else { None },
-                k_norm: if c.qk_norm { Some(norm(&mut loader, "self_attn.k_norm", c.head_dim)?) } else { None },
+                q_proj: linear(
+                    &mut loader,
+                    "self_attn.q_proj",
+                    c.hidden_size,
+                    q_dim,
+                    c.attention_bias,
+                )?,
+                k_proj: linear(
+                    &mut loader,
+                    "self_attn.k_proj",
+                    c.hidden_size,
+                    kv_dim,
+                    c.attention_bias,
+                )?,
+                v_proj: linear(
+                    &mut loader,
+                    "self_attn.v_proj",
+                    c.hidden_size,
+                    kv_dim,
+                    c.attention_bias,
+                )?,
+                o_proj: linear(
+                    &mut loader,
+                    "self_attn.o_proj",
+                    q_dim,
+                    c.hidden_size,
+                    c.attention_out_bias,
+                )?,
+                q_norm: if c.qk_norm {
+                    Some(norm(&mut loader, "self_attn.q_norm", c.head_dim)?)
+                } else {
+                    None
+                },
+                k_norm: if c.qk_norm {
+                    Some(norm(&mut loader, "self_attn.k_norm", c.head_dim)?)
+                } else {
+                    None
+                },
                 num_heads: c.num_heads,
                 num_kv_heads: c.num_kv_heads,
                 head_dim: c.head_dim,
             };
             let mlp = Mlp {
-                gate: linear(&mut loader, "mlp.gate_proj", c.hidden_size, c.intermediate_size, c.mlp_bias)?,
-                up: linear(&mut loader, "mlp.up_proj", c.hidden_size, c.intermediate_size, c.mlp_bias)?,
-                down: linear(&mut loader, "mlp.down_proj", c.intermediate_size, c.hidden_size, c.mlp_bias)?,
+                gate: linear(
+                    &mut loader,
+                    "mlp.gate_proj",
+                    c.hidden_size,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                up: linear(
+                    &mut loader,
+                    "mlp.up_proj",
+                    c.hidden_size,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                down: linear(
+                    &mut loader,
+                    "mlp.down_proj",
+                    c.intermediate_size,
+                    c.hidden_size,
+                    c.mlp_bias,
+                )?,
             };
             layers.push(DecoderLayer {
                 input_norm: norm(&mut loader, "input_layernorm", c.hidden_size)?,
@@ -126,11 +191,18 @@ impl<B: Backend> Transformer<B> {
                 mlp,
             });
         }
-        let norm = RmsNorm::new(loader.vector("model.norm.weight", c.hidden_size)?, c.rms_norm_eps);
+        let norm = RmsNorm::new(
+            loader.vector("model.norm.weight", c.hidden_size)?,
+            c.rms_norm_eps,
+        );
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            Some(Param::from_tensor(loader.matrix("lm_head.weight", [c.vocab_size, c.hidden_size], true)?))
+            Some(Param::from_tensor(loader.matrix(
+                "lm_head.weight",
+                [c.vocab_size, c.hidden_size],
+                true,
+            )?))
         };
         Ok(Self {
             embed_tokens: Param::from_tensor(embed),
@@ -143,7 +215,10 @@ impl<B: Backend> Transformer<B> {
 
     /// A model with random weights of the given shape (benchmarks, tests).
     pub fn random(config: &ModelConfig, device: &B::Device) -> Self {
-        let mut source = RandomWeights { config: config.clone(), path: "<random>".into() };
+        let mut source = RandomWeights {
+            config: config.clone(),
+            path: "<random>".into(),
+        };
         Self::from_weights(config, &mut source, device)
             .expect("random weights always have the configured shapes")
     }
@@ -157,10 +232,13 @@ struct Loader<'a, B: Backend> {
 
 impl<B: Backend> Loader<'_, B> {
     fn fetch(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
-        let tensor = self.source.load(name)?.ok_or_else(|| ModelError::MissingTensor {
-            path: self.source.path().to_path_buf(),
-            name: name.to_string(),
-        })?;
+        let tensor = self
+            .source
+            .load(name)?
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: self.source.path().to_path_buf(),
+                name: name.to_string(),
+            })?;
         if tensor.shape != expected {
             return Err(ModelError::WrongShape {
                 path: self.source.path().to_path_buf(),
@@ -178,12 +256,18 @@ impl<B: Backend> Loader<'_, B> {
         let t = self.fetch(name, &shape)?;
         let t = if transpose { t.transposed() } else { t };
         let dims = [t.shape[0], t.shape[1]];
-        Ok(Tensor::from_data(TensorData::new(t.data, dims), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.data, dims),
+            self.device,
+        ))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<B, 1>> {
         let t = self.fetch(name, &[len])?;
-        Ok(Tensor::from_data(TensorData::new(t.data, [len]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.data, [len]),
+            self.device,
+        ))
     }
 }
 
@@ -231,7 +315,9 @@ pub fn expected_shape(c: &ModelConfig, name: &str) -> Option<Vec<usize>> {
     match name {
         "model.embed_tokens.weight" => return Some(vec![c.vocab_size, c.hidden_size]),
         "model.norm.weight" => return Some(vec![c.hidden_size]),
-        "lm_head.weight" if !c.tie_word_embeddings => return Some(vec![c.vocab_size, c.hidden_size]),
+        "lm_head.weight" if !c.tie_word_embeddings => {
+            return Some(vec![c.vocab_size, c.hidden_size])
+        }
         _ => {}
     }
     let rest = name.strip_prefix("model.layers.")?;

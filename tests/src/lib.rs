@@ -3,12 +3,18 @@
 
 use std::path::PathBuf;
 
+/// The README's Rust example compiles (as a doctest of this crate).
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 use safetensors::SafeTensors;
 use serde_json::Value;
 
 /// `tests/fixtures/<name>` in this repository.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 pub fn reference_json(name: &str) -> Value {
@@ -43,5 +49,18 @@ pub fn reference_logits(name: &str, tensor: &str) -> (Vec<usize>, Vec<f32>) {
 /// Largest absolute difference between two equally long slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The backend tests run on: `$MARS2_TEST_DEVICE` (cpu, wgpu, cuda), default cpu.
+pub fn test_device() -> mars2_engine::DeviceKind {
+    match std::env::var("MARS2_TEST_DEVICE") {
+        Ok(name) if !name.is_empty() => name
+            .parse()
+            .unwrap_or_else(|e| panic!("MARS2_TEST_DEVICE: {e}")),
+        _ => mars2_engine::DeviceKind::Cpu,
+    }
 }

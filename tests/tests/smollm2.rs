@@ -32,14 +32,31 @@ fn smollm2_text_side_matches_transformers() {
     let Some(loaded) = model() else { return };
     let reference = reference_json(FIXTURE);
     let messages: Vec<ChatMessage> = serde_json::from_value(reference["messages"].clone()).unwrap();
-    let template = loaded.chat_template.as_ref().expect("the GGUF has a chat template");
+    let template = loaded
+        .chat_template
+        .as_ref()
+        .expect("the GGUF has a chat template");
     let text = template.render(&messages, ChatOptions::default()).unwrap();
     assert_eq!(text, reference["chat_text"].as_str().unwrap());
-    let tokenizer = loaded.tokenizer.as_ref().expect("the GGUF has a vocabulary");
-    assert_eq!(tokenizer.encode(&text).unwrap(), ids(&reference["input_ids"]));
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .expect("the GGUF has a vocabulary");
+    assert_eq!(
+        tokenizer.encode(&text).unwrap(),
+        ids(&reference["input_ids"])
+    );
     for (s, expected) in reference["encodings"].as_object().unwrap() {
-        assert_eq!(tokenizer.encode(s).unwrap(), ids(expected), "encoding of {s:?}");
-        assert_eq!(tokenizer.decode(&ids(expected), false).unwrap(), *s, "decoding of {s:?}");
+        assert_eq!(
+            tokenizer.encode(s).unwrap(),
+            ids(expected),
+            "encoding of {s:?}"
+        );
+        assert_eq!(
+            tokenizer.decode(&ids(expected), false).unwrap(),
+            *s,
+            "decoding of {s:?}"
+        );
     }
 }
 
@@ -51,15 +68,33 @@ fn smollm2_logits_and_greedy_match_transformers() {
     let input = ids(&reference["input_ids"]);
     let request = GenerationRequest {
         prompt: input.clone(),
-        params: SamplingParams { ignore_eos: true, ..SamplingParams::greedy(48) },
+        params: SamplingParams {
+            ignore_eos: true,
+            ..SamplingParams::greedy(48)
+        },
     };
     let out = generate(&loaded.model, &loaded.config, &[request], &device).unwrap();
     let greedy = ids(&reference["greedy_48"]);
-    let same = out[0].tokens.iter().zip(&greedy).take_while(|(a, b)| a == b).count();
+    let same = out[0]
+        .tokens
+        .iter()
+        .zip(&greedy)
+        .take_while(|(a, b)| a == b)
+        .count();
     println!("smollm2 greedy: {same} of 48 tokens identical");
-    assert!(same >= 16, "only {same} greedy tokens match: {:?}", out[0].tokens);
+    assert!(
+        same >= 16,
+        "only {same} greedy tokens match: {:?}",
+        out[0].tokens
+    );
 
-    let last = mars2_engine::generate::last_position_logits(&loaded.model, &loaded.config, &input, &device).unwrap();
+    let last = mars2_engine::generate::last_position_logits(
+        &loaded.model,
+        &loaded.config,
+        &input,
+        &device,
+    )
+    .unwrap();
     let (_, expected) = reference_logits(FIXTURE, "last_logits");
     let err = max_abs_diff(&last, &expected);
     println!("smollm2 last-position max |logit error| = {err:.2e}");

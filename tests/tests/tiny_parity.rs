@@ -1,21 +1,34 @@
 //! The three tiny random checkpoints (Llama, Qwen2, Qwen3) against transformers: logits at every
 //! position within 1e-4 and the 16-token greedy continuation, decoded through the KV cache.
+//!
+//! Runs on the CPU; set `MARS2_TEST_DEVICE=wgpu` or `cuda` (with that feature built) to run the
+//! same checks on a GPU backend.
 
-use mars2_engine::device::Cpu;
-use mars2_engine::{generate, prompt_logits, GenerationRequest, SamplingParams};
+use burn::tensor::backend::Backend;
+use mars2_engine::{
+    generate, prompt_logits, run_on, BackendTask, GenerationRequest, SamplingParams,
+};
 use mars2_models::load_model;
-use mars2_tests::{fixture, ids, max_abs_diff, reference_json, reference_logits};
+use mars2_tests::{fixture, ids, max_abs_diff, reference_json, reference_logits, test_device};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn check(name: &str) {
-    let device = Default::default();
-    let loaded = load_model::<Cpu>(&fixture(name), &device).expect("fixture loads");
+struct Check(&'static str);
+
+impl BackendTask for Check {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) {
+        check::<B>(self.0, &device);
+    }
+}
+
+fn check<B: Backend>(name: &str, device: &B::Device) {
+    let loaded = load_model::<B>(&fixture(name), device).expect("fixture loads");
     let reference = reference_json(name);
     let mut requests = Vec::new();
     for prompt in ["short", "long"] {
         let input = ids(&reference[prompt]["input_ids"]);
-        let logits = prompt_logits(&loaded.model, &loaded.config, &input, &device).unwrap();
+        let logits = prompt_logits(&loaded.model, &loaded.config, &input, device).unwrap();
         let (shape, expected) = reference_logits(name, &format!("{prompt}.logits"));
         assert_eq!(shape, vec![input.len(), loaded.config.vocab_size]);
         let err = max_abs_diff(&logits, &expected);
@@ -24,30 +37,47 @@ fn check(name: &str) {
 
         let request = GenerationRequest {
             prompt: input,
-            params: SamplingParams { ignore_eos: true, ..SamplingParams::greedy(16) },
+            params: SamplingParams {
+                ignore_eos: true,
+                ..SamplingParams::greedy(16)
+            },
         };
-        let single = generate(&loaded.model, &loaded.config, std::slice::from_ref(&request), &device).unwrap();
-        assert_eq!(single[0].tokens, ids(&reference[prompt]["greedy_16"]), "{name} {prompt} greedy");
+        let single = generate(
+            &loaded.model,
+            &loaded.config,
+            std::slice::from_ref(&request),
+            device,
+        )
+        .unwrap();
+        assert_eq!(
+            single[0].tokens,
+            ids(&reference[prompt]["greedy_16"]),
+            "{name} {prompt} greedy"
+        );
         requests.push(request);
     }
     // Both prompts in one ragged batch (8 and 71 tokens) give the same continuations.
-    let batched = generate(&loaded.model, &loaded.config, &requests, &device).unwrap();
+    let batched = generate(&loaded.model, &loaded.config, &requests, device).unwrap();
     for (out, prompt) in batched.iter().zip(["short", "long"]) {
-        assert_eq!(out.tokens, ids(&reference[prompt]["greedy_16"]), "{name} {prompt} batched");
+        assert_eq!(
+            out.tokens,
+            ids(&reference[prompt]["greedy_16"]),
+            "{name} {prompt} batched"
+        );
     }
 }
 
 #[test]
 fn llama_tiny_matches_transformers() {
-    check("llama-tiny");
+    run_on(test_device(), Check("llama-tiny")).unwrap();
 }
 
 #[test]
 fn qwen2_tiny_matches_transformers() {
-    check("qwen2-tiny");
+    run_on(test_device(), Check("qwen2-tiny")).unwrap();
 }
 
 #[test]
 fn qwen3_tiny_matches_transformers() {
-    check("qwen3-tiny");
+    run_on(test_device(), Check("qwen3-tiny")).unwrap();
 }

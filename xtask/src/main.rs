@@ -1,1 +1,58 @@
-fn main() {}
+//! The mars2 command line, run as `cargo xtask <command>`.
+
+mod bench_cmd;
+mod fetch_model;
+mod generate_cmd;
+mod logits_cmd;
+mod model_task;
+mod test_cmd;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    about = "MARS²: multi-agent tree search and RL for code generation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download a registered model, verify its checksum, cache it and print its path.
+    FetchModel(fetch_model::FetchModelArgs),
+    /// Generate continuations of prompts.
+    Generate(generate_cmd::GenerateArgs),
+    /// Write the logits of a token sequence to a safetensors file.
+    Logits(logits_cmd::LogitsArgs),
+    /// Throughput benchmarks that print a table.
+    Bench(bench_cmd::BenchArgs),
+    /// Fetch the reference model, then run every test of the workspace.
+    Test(test_cmd::TestArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::FetchModel(args) => fetch_model::run(args),
+        Command::Generate(args) => generate_cmd::run(args),
+        Command::Logits(args) => logits_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
+        Command::Test(args) => test_cmd::run(args),
+    }
+}

@@ -177,7 +177,11 @@ pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
         let d = amax / 127.0;
         let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
         out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-        out.extend(block.iter().map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8));
+        out.extend(
+            block
+                .iter()
+                .map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8),
+        );
     }
     out
 }

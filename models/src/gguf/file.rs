@@ -247,7 +247,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     }
     let version = cur.u32("version")?;
     if !(2..=3).contains(&version) {
-        return Err(cur.corrupt(format!("unsupported GGUF version {version} (supported: 2, 3)")));
+        return Err(cur.corrupt(format!(
+            "unsupported GGUF version {version} (supported: 2, 3)"
+        )));
     }
     let n_tensors = cur.count("tensor count")?;
     let n_kv = cur.count("metadata count")?;
@@ -268,8 +270,14 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         let dims = (0..n_dims)
             .map(|_| cur.u64(&name))
             .collect::<Result<Vec<_>>>()?;
-        if dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(cur.corrupt(format!("tensor {name:?} has overflowing dimensions {dims:?}")));
+        if dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .is_none()
+        {
+            return Err(cur.corrupt(format!(
+                "tensor {name:?} has overflowing dimensions {dims:?}"
+            )));
         }
         let ty = GgmlType::from_id(cur.u32(&name)?);
         let offset = cur.u64(&name)?;
@@ -285,7 +293,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         .and_then(MetadataValue::as_u64)
         .unwrap_or(DEFAULT_ALIGNMENT);
     if alignment == 0 || !alignment.is_power_of_two() {
-        return Err(cur.corrupt(format!("general.alignment {alignment} is not a power of two")));
+        return Err(cur.corrupt(format!(
+            "general.alignment {alignment} is not a power of two"
+        )));
     }
     let data_start = (cur.pos as u64).div_ceil(alignment) * alignment;
     for t in &mut tensors {

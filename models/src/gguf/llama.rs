@@ -34,7 +34,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             .map(|v| v as usize)
             .ok_or_else(|| file.corrupt(&format!("{full} is not an unsigned integer")))
     };
-    let opt_usize = |k: &str| file.get(&key(k)).and_then(MetadataValue::as_u64).map(|v| v as usize);
+    let opt_usize = |k: &str| {
+        file.get(&key(k))
+            .and_then(MetadataValue::as_u64)
+            .map(|v| v as usize)
+    };
     let hidden_size = req_usize("embedding_length")?;
     let num_heads = req_usize("attention.head_count")?;
     let num_kv_heads = opt_usize("attention.head_count_kv").unwrap_or(num_heads);
@@ -57,8 +61,15 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             emb.dims.get(1).copied().unwrap_or(0) as usize
         }
     };
-    let f = |k: &str, default: f64| file.get(&key(k)).and_then(MetadataValue::as_f64).unwrap_or(default);
-    let rope_scaling = match file.get(&key("rope.scaling.type")).and_then(MetadataValue::as_str) {
+    let f = |k: &str, default: f64| {
+        file.get(&key(k))
+            .and_then(MetadataValue::as_f64)
+            .unwrap_or(default)
+    };
+    let rope_scaling = match file
+        .get(&key("rope.scaling.type"))
+        .and_then(MetadataValue::as_str)
+    {
         None | Some("none") => RopeScaling::None,
         Some("linear") => RopeScaling::Linear {
             factor: f("rope.scaling.factor", 1.0),
@@ -67,7 +78,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             return Err(file.corrupt(&format!("rope scaling type {other:?} is not supported")))
         }
     };
-    let token_id = |k: &str| file.get(k).and_then(MetadataValue::as_u64).map(|v| v as u32);
+    let token_id = |k: &str| {
+        file.get(k)
+            .and_then(MetadataValue::as_u64)
+            .map(|v| v as u32)
+    };
     Ok(ModelConfig {
         architecture,
         vocab_size,
@@ -87,7 +102,9 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         mlp_bias: file.tensor_info("blk.0.ffn_up.bias").is_some(),
         qk_norm: architecture == Architecture::Qwen3,
         bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
-        eos_token_ids: token_id("tokenizer.ggml.eos_token_id").into_iter().collect(),
+        eos_token_ids: token_id("tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -201,7 +218,11 @@ impl WeightSource for GgufWeights<'_> {
                 None
             };
             if let Some(n_heads) = heads {
-                let cols = if tensor.shape.len() == 2 { tensor.shape[1] } else { 1 };
+                let cols = if tensor.shape.len() == 2 {
+                    tensor.shape[1]
+                } else {
+                    1
+                };
                 if tensor.data.len() % (cols * n_heads * 2) != 0 {
                     return Err(ModelError::WrongShape {
                         path: self.file.path().to_path_buf(),
@@ -242,7 +263,10 @@ mod tests {
             gguf_name("model.layers.12.self_attn.k_proj.weight").as_deref(),
             Some("blk.12.attn_k.weight")
         );
-        assert_eq!(gguf_name("model.layers.3.mlp.down_proj.weight").as_deref(), Some("blk.3.ffn_down.weight"));
+        assert_eq!(
+            gguf_name("model.layers.3.mlp.down_proj.weight").as_deref(),
+            Some("blk.3.ffn_down.weight")
+        );
         assert_eq!(gguf_name("unrelated"), None);
     }
 }

@@ -37,7 +37,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor of any type from its raw bytes, PyTorch shape order.
-    pub fn tensor_raw(&mut self, name: &str, torch_shape: &[usize], type_id: u32, bytes: Vec<u8>) -> &mut Self {
+    pub fn tensor_raw(
+        &mut self,
+        name: &str,
+        torch_shape: &[usize],
+        type_id: u32,
+        bytes: Vec<u8>,
+    ) -> &mut Self {
         self.tensors.push(WriterTensor {
             name: name.to_string(),
             dims: torch_shape.iter().rev().map(|&d| d as u64).collect(),

@@ -44,7 +44,11 @@ impl<B: Backend> SelfAttention<B> {
             t.swap_dims(1, 2)
         };
         let q = heads(self.q_proj.forward(x.clone()), self.num_heads, &self.q_norm);
-        let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads, &self.k_norm);
+        let k = heads(
+            self.k_proj.forward(x.clone()),
+            self.num_kv_heads,
+            &self.k_norm,
+        );
         let v = heads(self.v_proj.forward(x), self.num_kv_heads, &None);
         let q = Rope::apply(q, cos, sin);
         let k = Rope::apply(k, cos, sin);

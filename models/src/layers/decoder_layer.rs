@@ -26,11 +26,13 @@ impl<B: Backend> DecoderLayer<B> {
         sin: &Tensor<B, 4>,
         ctx: &mut dyn AttentionContext<B>,
     ) -> Tensor<B, 3> {
-        let attended = self
-            .attention
-            .forward(layer, self.input_norm.forward(x.clone()), cos, sin, ctx);
+        let attended =
+            self.attention
+                .forward(layer, self.input_norm.forward(x.clone()), cos, sin, ctx);
         let h = x + attended;
-        let mlp_out = self.mlp.forward(self.post_attention_norm.forward(h.clone()));
+        let mlp_out = self
+            .mlp
+            .forward(self.post_attention_norm.forward(h.clone()));
         h + mlp_out
     }
 }
