@@ -24,6 +24,12 @@ pub enum EngineError {
         needed: usize,
         max: usize,
     },
+    #[error("unknown agent {0}")]
+    UnknownAgent(usize),
+    #[error("the KV cache is too small for agent {agent}: raise --kv-cache-mb")]
+    KvCacheTooSmall { agent: String },
+    #[error("the engine has shut down")]
+    ShutDown,
     #[error("invalid sampling parameters: {0}")]
     InvalidSampling(String),
 }

@@ -47,7 +47,12 @@ fn int_tensor<B: Backend>(
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-fn check_prompt(index: usize, prompt: &[u32], config: &ModelConfig, extra: usize) -> Result<()> {
+pub(crate) fn check_prompt(
+    index: usize,
+    prompt: &[u32],
+    config: &ModelConfig,
+    extra: usize,
+) -> Result<()> {
     if prompt.is_empty() {
         return Err(EngineError::EmptyPrompt { index });
     }

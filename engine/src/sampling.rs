@@ -24,6 +24,10 @@ pub struct SamplingParams {
     /// Generation stops after any of these ids (in addition to the model's end-of-sequence ids
     /// unless `ignore_eos`).
     pub stop_token_ids: Vec<u32>,
+    /// Generation stops once the decoded output contains any of these (engine agents with a
+    /// tokenizer only).
+    #[serde(default)]
+    pub stop_strings: Vec<String>,
     pub ignore_eos: bool,
 }
 
@@ -37,6 +41,7 @@ impl Default for SamplingParams {
             seed: 0,
             max_new_tokens: 64,
             stop_token_ids: Vec::new(),
+            stop_strings: Vec::new(),
             ignore_eos: false,
         }
     }

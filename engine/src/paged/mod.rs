@@ -1,0 +1,8 @@
+//! Paged KV memory, tensor side: per-agent storage addressed by slot (`block · block_size +
+//! offset`), and attention whose keys are gathered through per-row slot tables.
+
+pub mod attention;
+pub mod storage;
+
+pub use attention::{paged_attention_reference, PagedStep, StepLayout};
+pub use storage::AgentKvStorage;

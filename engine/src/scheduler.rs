@@ -1,0 +1,618 @@
+//! The single-threaded heart of the engine: several agents, each with its own model and paged
+//! KV storage, one shared KV budget, and a queue of requests per agent.
+//!
+//! Every [`EngineCore::step`] does, for each agent with work:
+//! 1. **admit** waiting requests while the agent runs fewer than `max_running` sequences,
+//!    picking first from the group (e.g. search tree) with the fewest running sequences, so one
+//!    large tree cannot starve the others; each admitted prompt starts from its longest cached
+//!    prefix;
+//! 2. **prefill** admitted rows by chunks of at most `prefill_chunk` tokens (ragged rows, one
+//!    forward pass), sampling the first token of rows whose prompt is done;
+//! 3. **decode** one token for every other running row (one forward pass).
+//!
+//! When blocks run out, the most recently admitted sequence is **preempted**: its blocks are
+//! released and it goes back to the front of the queue with its generated tokens, to be
+//! recomputed later (mostly from the prefix cache). Its sampler keeps its random state, so a
+//! preempted request returns exactly what it would have returned without preemption.
+
+use std::collections::{HashMap, VecDeque};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use mars2_models::{ModelConfig, TextTokenizer, Transformer};
+
+use crate::error::{EngineError, Result};
+use crate::generate::{FinishReason, GenerationOutput, GenerationRequest};
+use crate::kv::{AgentId, BlockId, KvManager, KvSequence};
+use crate::paged::{AgentKvStorage, PagedStep, StepLayout};
+use crate::sampling::Sampler;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// KV memory for all agents together, in bytes.
+    pub kv_cache_bytes: usize,
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Sequences decoded together per agent.
+    pub max_running: usize,
+    /// Most prompt tokens one row prefills per step.
+    pub prefill_chunk: usize,
+    /// Reuse cached blocks of earlier sequences with the same prefix.
+    pub prefix_reuse: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            kv_cache_bytes: 512 << 20,
+            block_size: 16,
+            max_running: 32,
+            prefill_chunk: 512,
+            prefix_reuse: true,
+        }
+    }
+}
+
+/// Counters since the engine started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Prompt tokens run through the model (cache misses).
+    pub prefilled_tokens: usize,
+    /// Prompt tokens whose keys/values came from the prefix cache.
+    pub reused_tokens: usize,
+    pub decoded_tokens: usize,
+    pub preemptions: usize,
+    pub forward_passes: usize,
+    /// Largest KV memory in use at any time, bytes.
+    pub peak_kv_bytes: usize,
+}
+
+/// Identifies a submitted request.
+pub type RequestId = u64;
+
+struct Agent<B: Backend> {
+    name: String,
+    model: Transformer<B>,
+    config: ModelConfig,
+    tokenizer: Option<TextTokenizer>,
+    storage: AgentKvStorage<B>,
+    kv_id: AgentId,
+    scratch_block: BlockId,
+    waiting: VecDeque<RequestId>,
+    running: Vec<RequestId>,
+}
+
+enum Phase {
+    Waiting,
+    /// Prefilling `context`; `context[seq.len()..]` remains.
+    Prefill {
+        context: Vec<u32>,
+    },
+    /// The last output token still has to be fed to the model.
+    Decode,
+}
+
+struct Active {
+    agent: usize,
+    group: u64,
+    request: GenerationRequest,
+    sampler: Sampler,
+    stops: Vec<u32>,
+    output: GenerationOutput,
+    seq: Option<KvSequence>,
+    phase: Phase,
+    admitted_at: u64,
+}
+
+/// One row of a forward pass: which request and which tokens it feeds.
+struct Row {
+    id: RequestId,
+    tokens: Vec<u32>,
+    sample: bool,
+}
+
+pub struct EngineCore<B: Backend> {
+    device: B::Device,
+    config: EngineConfig,
+    kv: KvManager,
+    agents: Vec<Agent<B>>,
+    active: HashMap<RequestId, Active>,
+    next_id: RequestId,
+    clock: u64,
+    stats: EngineStats,
+    finished: Vec<(RequestId, Result<GenerationOutput>)>,
+}
+
+impl<B: Backend> EngineCore<B> {
+    pub fn new(config: EngineConfig, device: B::Device) -> Self {
+        let mut kv = KvManager::new(config.kv_cache_bytes, config.block_size);
+        kv.prefix_reuse = config.prefix_reuse;
+        Self {
+            device,
+            config,
+            kv,
+            agents: Vec::new(),
+            active: HashMap::new(),
+            next_id: 0,
+            clock: 0,
+            stats: EngineStats::default(),
+            finished: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats.clone()
+    }
+
+    pub fn kv(&self) -> &KvManager {
+        &self.kv
+    }
+
+    /// Hosts a model; its keys and values share the engine's KV budget.
+    pub fn add_agent(
+        &mut self,
+        name: &str,
+        model: Transformer<B>,
+        config: ModelConfig,
+        tokenizer: Option<TextTokenizer>,
+    ) -> Result<AgentId> {
+        let bytes_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * 4;
+        let kv_id = self.kv.add_agent(bytes_per_token);
+        // One permanent block per agent takes the writes of padding tokens.
+        // It is never released: the sequence holding it is simply not kept.
+        let mut scratch = self.kv.start(kv_id, &[]);
+        self.kv
+            .reserve(&mut scratch, 1)
+            .map_err(|_| EngineError::KvCacheTooSmall {
+                agent: name.to_string(),
+            })?;
+        let scratch_block = scratch.blocks[0];
+        let storage = AgentKvStorage::new(
+            config.num_layers,
+            config.num_kv_heads,
+            config.head_dim,
+            self.config.block_size,
+            &self.device,
+        );
+        self.agents.push(Agent {
+            name: name.to_string(),
+            model,
+            config,
+            tokenizer,
+            storage,
+            kv_id,
+            scratch_block,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+        });
+        Ok(AgentId(self.agents.len() - 1))
+    }
+
+    pub fn agent_name(&self, agent: AgentId) -> Option<&str> {
+        self.agents.get(agent.0).map(|a| a.name.as_str())
+    }
+
+    pub fn agent_config(&self, agent: AgentId) -> Option<&ModelConfig> {
+        self.agents.get(agent.0).map(|a| &a.config)
+    }
+
+    /// Swaps in new weights; cached prefixes computed with the old ones become unreachable.
+    /// Sequences in flight keep going with the new weights.
+    pub fn update_weights(&mut self, agent: AgentId, model: Transformer<B>) -> Result<u64> {
+        let a = self
+            .agents
+            .get_mut(agent.0)
+            .ok_or(EngineError::UnknownAgent(agent.0))?;
+        a.model = model;
+        Ok(self.kv.bump_version(a.kv_id))
+    }
+
+    /// Queues a request; `group` ties requests of one search tree together for fairness.
+    pub fn submit(
+        &mut self,
+        agent: AgentId,
+        group: u64,
+        request: GenerationRequest,
+    ) -> Result<RequestId> {
+        let a = self
+            .agents
+            .get(agent.0)
+            .ok_or(EngineError::UnknownAgent(agent.0))?;
+        request.params.validate()?;
+        crate::generate::check_prompt(
+            0,
+            &request.prompt,
+            &a.config,
+            request.params.max_new_tokens,
+        )?;
+        let mut stops = request.params.stop_token_ids.clone();
+        if !request.params.ignore_eos {
+            stops.extend(&a.config.eos_token_ids);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let finished_now = request.params.max_new_tokens == 0;
+        self.active.insert(
+            id,
+            Active {
+                agent: agent.0,
+                group,
+                sampler: Sampler::new(request.params.clone()),
+                request,
+                stops,
+                output: GenerationOutput {
+                    tokens: Vec::new(),
+                    logprobs: Vec::new(),
+                    finish_reason: FinishReason::Length,
+                },
+                seq: None,
+                phase: Phase::Waiting,
+                admitted_at: 0,
+            },
+        );
+        if finished_now {
+            self.finish(id);
+        } else {
+            self.agents[agent.0].waiting.push_back(id);
+        }
+        Ok(id)
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.agents
+            .iter()
+            .any(|a| !a.waiting.is_empty() || !a.running.is_empty())
+    }
+
+    /// Results finished since the last call.
+    pub fn take_finished(&mut self) -> Vec<(RequestId, Result<GenerationOutput>)> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// One scheduling round over all agents.
+    pub fn step(&mut self) {
+        for agent in 0..self.agents.len() {
+            if self.agents[agent].waiting.is_empty() && self.agents[agent].running.is_empty() {
+                continue;
+            }
+            self.admit(agent);
+            self.prefill(agent);
+            self.decode(agent);
+        }
+        self.stats.peak_kv_bytes = self.stats.peak_kv_bytes.max(self.kv.pool().used_bytes());
+    }
+
+    /// Runs until every queued request has finished; returns their results by id.
+    pub fn run_until_idle(&mut self) -> HashMap<RequestId, Result<GenerationOutput>> {
+        let mut results = HashMap::new();
+        while self.has_work() {
+            self.step();
+            results.extend(self.take_finished());
+        }
+        results.extend(self.take_finished());
+        results
+    }
+
+    fn admit(&mut self, agent: usize) {
+        while self.agents[agent].running.len() < self.config.max_running
+            && !self.agents[agent].waiting.is_empty()
+        {
+            let pick = self.pick_fairly(agent);
+            let id = self.agents[agent]
+                .waiting
+                .remove(pick)
+                .expect("index in range");
+            let a = self.active.get_mut(&id).expect("queued request is active");
+            let mut context = a.request.prompt.clone();
+            context.extend(&a.output.tokens);
+            let seq = self.kv.start(self.agents[agent].kv_id, &context);
+            self.stats.reused_tokens += seq.len();
+            self.clock += 1;
+            a.seq = Some(seq);
+            a.phase = Phase::Prefill { context };
+            a.admitted_at = self.clock;
+            self.agents[agent].running.push(id);
+        }
+    }
+
+    /// Index in the waiting queue of the oldest request of the least-served group.
+    fn pick_fairly(&self, agent: usize) -> usize {
+        let a = &self.agents[agent];
+        let mut running_per_group: HashMap<u64, usize> = HashMap::new();
+        for id in &a.running {
+            *running_per_group.entry(self.active[id].group).or_default() += 1;
+        }
+        let mut best = (usize::MAX, 0);
+        for (i, id) in a.waiting.iter().enumerate() {
+            let load = running_per_group
+                .get(&self.active[id].group)
+                .copied()
+                .unwrap_or(0);
+            if load < best.0 {
+                best = (load, i);
+                if load == 0 {
+                    break;
+                }
+            }
+        }
+        best.1
+    }
+
+    /// Reserves room for `n` tokens of `id`, preempting younger sequences of the same agent if
+    /// needed. Returns false if `id` itself had to wait (it was preempted).
+    fn reserve(&mut self, agent: usize, id: RequestId, n: usize) -> bool {
+        loop {
+            let a = self.active.get_mut(&id).expect("running request");
+            let seq = a.seq.as_mut().expect("running request has a sequence");
+            match self.kv.reserve(seq, n) {
+                Ok(copies) => {
+                    let blocks = self.kv.pool().high_water(self.agents[agent].kv_id);
+                    let storage = &mut self.agents[agent].storage;
+                    storage.ensure_blocks(blocks);
+                    storage.copy_blocks(&copies);
+                    return true;
+                }
+                Err(_) => {
+                    let victim = self.agents[agent]
+                        .running
+                        .iter()
+                        .copied()
+                        .max_by_key(|r| self.active[r].admitted_at)
+                        .expect("the requester itself is running");
+                    let only_one = self.agents[agent].running.len() == 1;
+                    if only_one {
+                        let needed = self.active[&id].request.prompt.len()
+                            + self.active[&id].request.params.max_new_tokens;
+                        self.fail(
+                            agent,
+                            id,
+                            EngineError::KvCacheTooSmall {
+                                agent: format!(
+                                    "{} (a single sequence of {needed} tokens does not fit)",
+                                    self.agents[agent].name
+                                ),
+                            },
+                        );
+                        return false;
+                    }
+                    self.preempt(agent, victim);
+                    if victim == id {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn preempt(&mut self, agent: usize, id: RequestId) {
+        let a = self.active.get_mut(&id).expect("running request");
+        if let Some(seq) = a.seq.take() {
+            self.kv.release(seq);
+        }
+        a.phase = Phase::Waiting;
+        self.agents[agent].running.retain(|r| *r != id);
+        self.agents[agent].waiting.push_front(id);
+        self.stats.preemptions += 1;
+    }
+
+    fn fail(&mut self, agent: usize, id: RequestId, error: EngineError) {
+        if let Some(mut a) = self.active.remove(&id) {
+            if let Some(seq) = a.seq.take() {
+                self.kv.release(seq);
+            }
+        }
+        self.agents[agent].running.retain(|r| *r != id);
+        self.finished.push((id, Err(error)));
+    }
+
+    fn prefill(&mut self, agent: usize) {
+        let ids: Vec<RequestId> = self.agents[agent]
+            .running
+            .iter()
+            .copied()
+            .filter(|id| matches!(self.active[id].phase, Phase::Prefill { .. }))
+            .collect();
+        let mut rows = Vec::new();
+        for id in ids {
+            if !self.active.contains_key(&id)
+                || !matches!(self.active[&id].phase, Phase::Prefill { .. })
+            {
+                continue; // preempted or failed while making room for an earlier row
+            }
+            let a = &self.active[&id];
+            let Phase::Prefill { context } = &a.phase else {
+                unreachable!()
+            };
+            let done = a.seq.as_ref().map_or(0, KvSequence::len);
+            let n = (context.len() - done).min(self.config.prefill_chunk);
+            let tokens = context[done..done + n].to_vec();
+            let last = done + n == context.len();
+            if self.reserve(agent, id, n) {
+                rows.push(Row {
+                    id,
+                    tokens,
+                    sample: last,
+                });
+            }
+        }
+        // Rows may have been preempted after being listed by a later row's reservation.
+        rows.retain(|r| {
+            self.active
+                .get(&r.id)
+                .is_some_and(|a| matches!(a.phase, Phase::Prefill { .. }))
+        });
+        if rows.is_empty() {
+            return;
+        }
+        self.stats.prefilled_tokens += rows.iter().map(|r| r.tokens.len()).sum::<usize>();
+        self.forward(agent, rows);
+    }
+
+    fn decode(&mut self, agent: usize) {
+        let ids: Vec<RequestId> = self.agents[agent]
+            .running
+            .iter()
+            .copied()
+            .filter(|id| matches!(self.active[id].phase, Phase::Decode))
+            .collect();
+        let mut rows = Vec::new();
+        for id in ids {
+            if !self
+                .active
+                .get(&id)
+                .is_some_and(|a| matches!(a.phase, Phase::Decode))
+            {
+                continue;
+            }
+            if self.reserve(agent, id, 1) {
+                let last = *self.active[&id]
+                    .output
+                    .tokens
+                    .last()
+                    .expect("decoding after a first token");
+                rows.push(Row {
+                    id,
+                    tokens: vec![last],
+                    sample: true,
+                });
+            }
+        }
+        rows.retain(|r| {
+            self.active
+                .get(&r.id)
+                .is_some_and(|a| matches!(a.phase, Phase::Decode))
+        });
+        if rows.is_empty() {
+            return;
+        }
+        self.stats.decoded_tokens += rows.len();
+        self.forward(agent, rows);
+    }
+
+    /// One ragged forward pass over `rows`, then sampling for rows that want a token.
+    fn forward(&mut self, agent: usize, rows: Vec<Row>) {
+        let t = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(1);
+        let scratch = self.agents[agent].scratch_block as usize * self.config.block_size;
+        let mut layout = StepLayout {
+            write_slots: Vec::new(),
+            read_slots: Vec::new(),
+            positions: Vec::new(),
+        };
+        let mut ids = Vec::with_capacity(rows.len() * t);
+        let mut positions = Vec::with_capacity(rows.len() * t);
+        for row in &rows {
+            let seq = self.active[&row.id].seq.as_ref().expect("running");
+            let start = seq.len();
+            let n = row.tokens.len();
+            let mut write = Vec::with_capacity(t);
+            let mut pos = Vec::with_capacity(t);
+            for i in 0..t {
+                if i < n {
+                    write.push(self.kv.slot(seq, start + i));
+                    pos.push(start + i);
+                } else {
+                    write.push(scratch);
+                    pos.push(start + n - 1);
+                }
+            }
+            ids.extend(row.tokens.iter().map(|&x| i64::from(x)));
+            ids.extend(std::iter::repeat_n(0, t - n));
+            positions.extend(pos.iter().map(|&p| p as i64));
+            layout
+                .read_slots
+                .push((0..start + n).map(|p| self.kv.slot(seq, p)).collect());
+            layout.write_slots.push(write);
+            layout.positions.push(pos);
+        }
+        let b = rows.len();
+        let device = self.device.clone();
+        let a = &mut self.agents[agent];
+        let hidden = {
+            let mut ctx = PagedStep::new(&mut a.storage, &layout, &device);
+            a.model.forward_hidden(
+                Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device),
+                Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, t]), &device),
+                &mut ctx,
+            )
+        };
+        self.stats.forward_passes += 1;
+        for row in &rows {
+            let a = self.active.get_mut(&row.id).expect("running");
+            let seq = a.seq.as_mut().expect("running");
+            self.kv.commit(seq, &row.tokens);
+        }
+        let sampled: Vec<usize> = (0..b).filter(|&i| rows[i].sample).collect();
+        if sampled.is_empty() {
+            return;
+        }
+        let d = hidden.dims()[2];
+        let last: Vec<Tensor<B, 3>> = sampled
+            .iter()
+            .map(|&i| {
+                let n = rows[i].tokens.len();
+                hidden.clone().slice([i..i + 1, n - 1..n, 0..d])
+            })
+            .collect();
+        let logits = self.agents[agent].model.lm_head(Tensor::cat(last, 0));
+        let vocab = logits.dims()[2];
+        let host: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32 logits");
+        for (k, &i) in sampled.iter().enumerate() {
+            let id = rows[i].id;
+            let row_logits = &host[k * vocab..(k + 1) * vocab];
+            let a = self.active.get_mut(&id).expect("running");
+            let tok = a.sampler.sample(row_logits);
+            a.output.tokens.push(tok.id);
+            a.output.logprobs.push(tok.logprob);
+            a.phase = Phase::Decode;
+            let stop = a.stops.contains(&tok.id) || self.hits_stop_string(agent, id);
+            let a = self.active.get_mut(&id).expect("running");
+            if stop {
+                a.output.finish_reason = FinishReason::Stop;
+                self.finish(id);
+            } else if a.output.tokens.len() >= a.request.params.max_new_tokens {
+                self.finish(id);
+            }
+        }
+    }
+
+    fn hits_stop_string(&self, agent: usize, id: RequestId) -> bool {
+        let a = &self.active[&id];
+        let stops = &a.request.params.stop_strings;
+        if stops.is_empty() {
+            return false;
+        }
+        let Some(tokenizer) = &self.agents[agent].tokenizer else {
+            return false;
+        };
+        let longest = stops.iter().map(String::len).max().unwrap_or(0);
+        // Each token is at least one byte of text, so the tail holds any fresh match.
+        let tail_len = (longest + 8).min(a.output.tokens.len());
+        let tail = &a.output.tokens[a.output.tokens.len() - tail_len..];
+        tokenizer
+            .decode(tail, false)
+            .map(|text| stops.iter().any(|s| text.contains(s.as_str())))
+            .unwrap_or(false)
+    }
+
+    fn finish(&mut self, id: RequestId) {
+        let Some(mut a) = self.active.remove(&id) else {
+            return;
+        };
+        if let Some(seq) = a.seq.take() {
+            self.kv.release(seq);
+        }
+        self.agents[a.agent].running.retain(|r| *r != id);
+        self.finished.push((id, Ok(a.output)));
+    }
+}
