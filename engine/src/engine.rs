@@ -23,7 +23,7 @@ enum Command<B: Backend> {
         name: String,
         model: Box<Transformer<B>>,
         config: Box<ModelConfig>,
-        tokenizer: Option<TextTokenizer>,
+        tokenizer: Box<Option<TextTokenizer>>,
         reply: Reply<AgentId>,
     },
     Submit {
@@ -91,7 +91,7 @@ impl<B: Backend> Engine<B> {
             name: name.to_string(),
             model: Box::new(loaded.model),
             config: Box::new(loaded.config),
-            tokenizer: loaded.tokenizer,
+            tokenizer: Box::new(loaded.tokenizer),
             reply,
         })
     }
@@ -202,7 +202,7 @@ fn handle<B: Backend>(
             tokenizer,
             reply,
         } => {
-            let _ = reply.send(core.add_agent(&name, *model, *config, tokenizer));
+            let _ = reply.send(core.add_agent(&name, *model, *config, *tokenizer));
         }
         Command::Submit {
             agent,

@@ -26,7 +26,7 @@ fn prompts() -> Vec<Vec<u32>> {
 
 fn request(prompt: Vec<u32>, i: usize) -> GenerationRequest {
     // Even rows greedy, odd rows sampled with their own seed; lengths vary.
-    let params = if i % 2 == 0 {
+    let params = if i.is_multiple_of(2) {
         SamplingParams {
             ignore_eos: true,
             ..SamplingParams::greedy(6 + i)

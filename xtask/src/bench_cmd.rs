@@ -1,12 +1,19 @@
-//! `cargo xtask bench engine`: decode and prefill throughput of a model at several batch sizes,
-//! printed as a table (or JSON). Each batch size is measured in the same run, back to back.
+//! `cargo xtask bench engine`: engine throughput, every figure of a table measured in the same
+//! run, back to back:
+//! - decode tokens/s at several batch sizes, through the paged engine and through the simple
+//!   dense-cache path;
+//! - a tree-shaped workload (children extending a long shared prompt, as refinements in a
+//!   search tree do) with prefix reuse on and off: wall time and prompt tokens prefilled;
+//! - KV memory per sequence.
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
+use mars2_engine::scheduler::{EngineConfig, EngineCore};
 use mars2_engine::{generate, DeviceKind, GenerationRequest, SamplingParams};
 use mars2_models::{ChatMessage, ChatOptions, LoadedModel};
+use serde_json::json;
 
 use crate::fetch_model::resolve_model_arg;
 use crate::model_task::{with_model, WithModel};
@@ -19,12 +26,20 @@ pub struct BenchArgs {
     pub model: String,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Batch sizes, comma-separated.
+    /// Batch sizes for the decode figures, comma-separated.
     #[arg(long, default_value = "1,8,32", value_delimiter = ',')]
     pub batches: Vec<usize>,
-    /// Tokens decoded per sequence.
+    /// Tokens decoded per sequence in the decode figures.
     #[arg(long, default_value_t = 32)]
     pub new_tokens: usize,
+    /// Tree workload: children, shared prompt tokens, new prompt tokens per child, generated tokens.
+    #[arg(long, default_value = "8,600,100,128", value_delimiter = ',')]
+    pub tree: Vec<usize>,
+    /// Skip the tree workload.
+    #[arg(long)]
+    pub no_tree: bool,
+    #[arg(long, default_value_t = 1024)]
+    pub kv_cache_mb: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -33,16 +48,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.what != "engine" {
         bail!("unknown benchmark {:?} (known: engine)", args.what);
     }
+    if args.tree.len() != 4 {
+        bail!("--tree takes four numbers: children,shared,new,generated");
+    }
     let path = resolve_model_arg(&args.model)?;
     with_model(args.device, path, args)
 }
 
-struct Row {
-    batch: usize,
-    prompt_tokens: usize,
-    prefill_s: f64,
-    decode_s: f64,
-    decoded: usize,
+fn greedy(prompt: Vec<u32>, n: usize) -> GenerationRequest {
+    GenerationRequest {
+        prompt,
+        params: SamplingParams {
+            ignore_eos: true,
+            ..SamplingParams::greedy(n)
+        },
+    }
 }
 
 impl WithModel for BenchArgs {
@@ -58,65 +78,143 @@ impl WithModel for BenchArgs {
             )?)?,
             _ => (1..48).collect(),
         };
-        let time = |batch: usize, new_tokens: usize| -> Result<f64> {
-            let requests: Vec<GenerationRequest> = (0..batch)
-                .map(|_| GenerationRequest {
-                    prompt: prompt.clone(),
-                    params: SamplingParams {
-                        ignore_eos: true,
-                        ..SamplingParams::greedy(new_tokens)
-                    },
-                })
-                .collect();
-            let started = Instant::now();
-            generate(&loaded.model, &loaded.config, &requests, device)?;
-            Ok(started.elapsed().as_secs_f64())
+        let config = EngineConfig {
+            kv_cache_bytes: self.kv_cache_mb << 20,
+            max_running: 256,
+            ..EngineConfig::default()
         };
-        time(1, 2)?; // warm-up
-        let mut rows = Vec::new();
-        for &batch in &self.batches {
-            let prefill_s = time(batch, 1)?;
-            let full_s = time(batch, self.new_tokens + 1)?;
-            rows.push(Row {
-                batch,
-                prompt_tokens: prompt.len(),
-                prefill_s,
-                decode_s: (full_s - prefill_s).max(1e-9),
-                decoded: batch * self.new_tokens,
-            });
-        }
-        if self.json {
-            for r in &rows {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "model": self.model, "device": self.device.to_string(), "batch": r.batch,
-                        "prompt_tokens": r.prompt_tokens,
-                        "prefill_tokens_per_s": (r.batch * r.prompt_tokens) as f64 / r.prefill_s,
-                        "decode_tokens_per_s": r.decoded as f64 / r.decode_s,
-                    })
-                );
-            }
-        } else {
-            println!(
-                "model: {}  device: {}  prompt: {} tokens  decoded: {} tokens/sequence",
-                self.model,
-                self.device,
-                prompt.len(),
-                self.new_tokens
+        let new_core = |reuse: bool| -> Result<(EngineCore<B>, mars2_engine::AgentId)> {
+            let mut core = EngineCore::<B>::new(
+                EngineConfig {
+                    prefix_reuse: reuse,
+                    ..config.clone()
+                },
+                device.clone(),
             );
-            println!("| batch | prefill tokens/s | decode tokens/s | decode ms/step |");
-            println!("|------:|-----------------:|----------------:|---------------:|");
-            for r in &rows {
-                println!(
-                    "| {:>5} | {:>16.1} | {:>15.1} | {:>14.1} |",
-                    r.batch,
-                    (r.batch * r.prompt_tokens) as f64 / r.prefill_s,
-                    r.decoded as f64 / r.decode_s,
-                    1000.0 * r.decode_s / self.new_tokens as f64,
+            let agent =
+                core.add_agent("bench", loaded.model.clone(), loaded.config.clone(), None)?;
+            Ok((core, agent))
+        };
+        let mut results = Vec::new();
+
+        // Decode: the time of prefill + 1 token is subtracted from prefill + (n + 1) tokens.
+        for &batch in &self.batches {
+            let paged = |n: usize| -> Result<f64> {
+                let (mut core, agent) = new_core(false)?;
+                for i in 0..batch {
+                    core.submit(agent, i as u64, greedy(prompt.clone(), n))?;
+                }
+                let t = Instant::now();
+                core.run_until_idle();
+                Ok(t.elapsed().as_secs_f64())
+            };
+            let dense = |n: usize| -> Result<f64> {
+                let requests: Vec<_> = (0..batch).map(|_| greedy(prompt.clone(), n)).collect();
+                let t = Instant::now();
+                generate(&loaded.model, &loaded.config, &requests, device)?;
+                Ok(t.elapsed().as_secs_f64())
+            };
+            let decoded = (batch * self.new_tokens) as f64;
+            let paged_rate = decoded / (paged(self.new_tokens + 1)? - paged(1)?).max(1e-9);
+            let dense_rate = decoded / (dense(self.new_tokens + 1)? - dense(1)?).max(1e-9);
+            results.push(json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "dense_tokens_per_s": dense_rate}));
+            eprintln!(
+                "decode batch {batch}: paged {paged_rate:.1} tok/s, dense {dense_rate:.1} tok/s"
+            );
+        }
+
+        // Tree: a parent (shared prompt) is answered first; then its children arrive together.
+        if !self.no_tree {
+            let (children, shared, fresh, generated) =
+                (self.tree[0], self.tree[1], self.tree[2], self.tree[3]);
+            let vocab = loaded.config.vocab_size as u32;
+            let token = |i: usize| (i as u32 * 7919 + 13) % vocab.max(1);
+            let parent: Vec<u32> = (0..shared).map(token).collect();
+            for reuse in [true, false] {
+                let (mut core, agent) = new_core(reuse)?;
+                let t = Instant::now();
+                core.submit(agent, 0, greedy(parent.clone(), 1))?;
+                core.run_until_idle();
+                for c in 0..children {
+                    let mut p = parent.clone();
+                    p.extend((0..fresh).map(|i| token(shared + 1000 * (c + 1) + i)));
+                    core.submit(agent, 1, greedy(p, generated))?;
+                }
+                core.run_until_idle();
+                let seconds = t.elapsed().as_secs_f64();
+                let s = core.stats();
+                results.push(json!({
+                    "figure": "tree", "prefix_reuse": reuse, "children": children, "shared_prompt": shared,
+                    "new_prompt": fresh, "generated": generated, "wall_seconds": seconds,
+                    "prefilled_tokens": s.prefilled_tokens, "reused_tokens": s.reused_tokens,
+                    "peak_kv_mib": s.peak_kv_bytes as f64 / (1 << 20) as f64,
+                }));
+                eprintln!(
+                    "tree reuse={reuse}: {seconds:.1}s, {} tokens prefilled",
+                    s.prefilled_tokens
                 );
             }
         }
+
+        let c = &loaded.config;
+        let per_token = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4;
+        let seq_tokens = prompt.len() + self.new_tokens;
+        results.push(json!({
+            "figure": "kv_memory", "bytes_per_token": per_token, "sequence_tokens": seq_tokens,
+            "bytes_per_sequence": seq_tokens.div_ceil(config.block_size) * config.block_size * per_token,
+        }));
+
+        if self.json {
+            for r in &results {
+                println!("{r}");
+            }
+            return Ok(());
+        }
+        println!(
+            "model: {}  device: {}  prompt: {} tokens  decoded: {} tokens/sequence",
+            self.model,
+            self.device,
+            prompt.len(),
+            self.new_tokens
+        );
+        println!();
+        println!("| batch | paged decode tokens/s | dense decode tokens/s |");
+        println!("|------:|----------------------:|----------------------:|");
+        for r in results.iter().filter(|r| r["figure"] == "decode") {
+            println!(
+                "| {:>5} | {:>21.1} | {:>21.1} |",
+                r["batch"],
+                r["paged_tokens_per_s"].as_f64().unwrap_or(0.0),
+                r["dense_tokens_per_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+        let trees: Vec<_> = results.iter().filter(|r| r["figure"] == "tree").collect();
+        if !trees.is_empty() {
+            println!();
+            println!("tree workload: {} children × ({} shared + {} new prompt tokens), {} generated each (after the parent)", self.tree[0], self.tree[1], self.tree[2], self.tree[3]);
+            println!("| prefix reuse | wall s | prompt tokens prefilled | reused | peak KV MiB |");
+            println!("|:-------------|-------:|------------------------:|-------:|------------:|");
+            for r in trees {
+                println!(
+                    "| {:<12} | {:>6.1} | {:>23} | {:>6} | {:>11.1} |",
+                    if r["prefix_reuse"] == true {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                    r["wall_seconds"].as_f64().unwrap_or(0.0),
+                    r["prefilled_tokens"],
+                    r["reused_tokens"],
+                    r["peak_kv_mib"].as_f64().unwrap_or(0.0),
+                );
+            }
+        }
+        let m = results.last().expect("memory figure");
+        println!();
+        println!(
+            "KV memory: {} bytes per token; {} bytes for a {}-token sequence (blocks of {})",
+            m["bytes_per_token"], m["bytes_per_sequence"], m["sequence_tokens"], config.block_size
+        );
         Ok(())
     }
 }

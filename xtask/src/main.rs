@@ -1,6 +1,7 @@
 //! The mars2 command line, run as `cargo xtask <command>`.
 
 mod bench_cmd;
+mod cmd_sandbox;
 mod fetch_model;
 mod generate_cmd;
 mod logits_cmd;
@@ -30,6 +31,8 @@ enum Command {
     Logits(logits_cmd::LogitsArgs),
     /// Throughput benchmarks that print a table.
     Bench(bench_cmd::BenchArgs),
+    /// Judge solutions against a benchmark's tests in the sandbox.
+    Sandbox(cmd_sandbox::SandboxArgs),
     /// Fetch the reference model, then run every test of the workspace.
     Test(test_cmd::TestArgs),
 }
@@ -54,5 +57,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits(args) => logits_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Test(args) => test_cmd::run(args),
+        Command::Sandbox(args) => cmd_sandbox::run(args),
     }
 }

@@ -140,7 +140,7 @@ impl KvManager {
         let needed_blocks = (len + new_tokens).div_ceil(bs);
         let mut copies = Vec::new();
         let mut fresh = Vec::new();
-        let cow = len % bs != 0
+        let cow = !len.is_multiple_of(bs)
             && new_tokens > 0
             && self.pool.ref_count(seq.agent, seq.blocks[len / bs]) > 1;
         let count = needed_blocks.saturating_sub(seq.blocks.len()) + usize::from(cow);

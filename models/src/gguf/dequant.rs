@@ -57,7 +57,9 @@ impl GgmlType {
     /// Bytes needed for `numel` elements, or `None` for unsupported types or a partial block.
     pub fn byte_size(self, numel: usize) -> Option<usize> {
         let blocks = |bytes_per_block: usize| {
-            (numel % BLOCK == 0).then_some(numel / BLOCK * bytes_per_block)
+            numel
+                .is_multiple_of(BLOCK)
+                .then_some(numel / BLOCK * bytes_per_block)
         };
         match self {
             Self::F32 => Some(numel * 4),

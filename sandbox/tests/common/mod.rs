@@ -1,0 +1,72 @@
+//! Shared utilities of the integration tests: the repository's data directory and one
+//! sandbox per test binary.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use mars2_sandbox::{load_problems, LoadOptions, Problem, Sandbox, SandboxConfig};
+
+/// The vendored datasets.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data")
+}
+
+/// All problems of one vendored file.
+pub fn problems(file: &str) -> Vec<Problem> {
+    let loaded = load_problems(data_dir().join(file), &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("loading {file}: {e}"));
+    assert!(loaded.errors.is_empty());
+    loaded.problems
+}
+
+/// The default sandbox, built once.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox"))
+}
+
+/// The process ids of every process on the host whose command line contains `needle`.
+pub fn host_processes_with(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(needle) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// The process ids of every process on the host owned by a user id in `range`.
+pub fn host_processes_of_uids(range: std::ops::Range<u32>) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        if uid.is_some_and(|u| range.contains(&u)) {
+            found.push(pid);
+        }
+    }
+    found
+}
