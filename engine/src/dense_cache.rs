@@ -10,7 +10,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-use mars2_models::attention_context::{attention_reference, AttentionContext};
+use mars2_models::attention_context::{attention_grouped, AttentionContext};
 
 pub struct DenseKvCache<B: Backend> {
     layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
@@ -108,6 +108,6 @@ impl<B: Backend> AttentionContext<B> for DenseKvCache<B> {
             .mask
             .clone()
             .expect("begin_step must be called before a forward pass");
-        attention_reference(q, keys, values, mask)
+        attention_grouped(q, keys, values, mask)
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use mars2_models::{FullSequence, ModelConfig, Transformer};
 
 use crate::dense_cache::DenseKvCache;
+use crate::device_sampling::{sample_on_device, RowDraw};
 use crate::error::{EngineError, Result};
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -148,32 +149,40 @@ pub fn generate<B: Backend>(
 
     loop {
         let vocab = logits.dims()[2];
-        let host: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("logits convert to f32");
-        let mut next = Vec::with_capacity(batch);
-        for row in 0..batch {
-            if !done[row] {
-                let tok = samplers[row].sample(&host[row * vocab..(row + 1) * vocab]);
-                let out = &mut outputs[row];
-                out.tokens.push(tok.id);
-                out.logprobs.push(tok.logprob);
-                if stops[row].contains(&tok.id) {
-                    out.finish_reason = FinishReason::Stop;
-                    done[row] = true;
-                } else if out.tokens.len() >= requests[row].params.max_new_tokens {
-                    done[row] = true;
-                }
+        let active: Vec<usize> = (0..batch).filter(|&r| !done[r]).collect();
+        let draws: Vec<RowDraw> = active
+            .iter()
+            .map(|&r| RowDraw::from_sampler(&mut samplers[r]))
+            .collect();
+        let rows: Vec<Tensor<B, 3>> = active
+            .iter()
+            .map(|&r| logits.clone().slice([r..r + 1, 0..1, 0..vocab]))
+            .collect();
+        let sampled = sample_on_device(
+            Tensor::cat(rows, 0).reshape([active.len(), vocab]),
+            &draws,
+            device,
+        );
+        for (&row, tok) in active.iter().zip(sampled) {
+            let out = &mut outputs[row];
+            out.tokens.push(tok.id);
+            out.logprobs.push(tok.logprob);
+            if stops[row].contains(&tok.id) {
+                out.finish_reason = FinishReason::Stop;
+                done[row] = true;
+            } else if out.tokens.len() >= requests[row].params.max_new_tokens {
+                done[row] = true;
             }
-            let last_token = outputs[row]
-                .tokens
-                .last()
-                .copied()
-                .unwrap_or(*requests[row].prompt.last().unwrap_or(&0));
-            next.push(last_token);
         }
+        let next: Vec<u32> = (0..batch)
+            .map(|row| {
+                outputs[row]
+                    .tokens
+                    .last()
+                    .copied()
+                    .unwrap_or(*requests[row].prompt.last().unwrap_or(&0))
+            })
+            .collect();
         if done.iter().all(|&d| d) {
             break;
         }

@@ -21,6 +21,7 @@
 
 pub mod dense_cache;
 pub mod device;
+pub mod device_sampling;
 pub mod engine;
 pub mod error;
 pub mod generate;

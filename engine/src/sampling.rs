@@ -89,10 +89,20 @@ impl Sampler {
         Self { params, rng }
     }
 
-    /// Picks a token from one row of logits.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// The next uniform number in [0, 1) of this sequence's generator.
+    pub fn draw(&mut self) -> f64 {
+        self.rng.random()
+    }
+
+    /// Picks a token from one row of logits on the host: the reference for
+    /// [`crate::device_sampling::sample_on_device`], which consumes the same draws.
     ///
     /// Greedy picks the first maximum (as `argmax` does) and reports its log-probability under
-    /// the model's untempered distribution.
+    /// the model's untempered distribution; it draws nothing.
     pub fn sample(&mut self, logits: &[f32]) -> SampledToken {
         if self.params.temperature == 0.0 {
             let (id, _) =
@@ -111,8 +121,17 @@ impl Sampler {
                 logprob: log_softmax_at(logits, id, 1.0),
             };
         }
-        let dist = truncated_distribution(logits, &self.params);
-        let u: f64 = self.rng.random();
+        let u = self.draw();
+        let p = &self.params;
+        // Without truncation the inverse CDF runs in vocabulary order (as on the device);
+        // with it, in order of decreasing probability over the kept tokens.
+        let dist = if p.top_k > 0 || p.top_p < 1.0 || p.min_p > 0.0 {
+            truncated_distribution(logits, p)
+        } else {
+            let mut d = truncated_distribution(logits, p);
+            d.sort_by_key(|&(i, _)| i);
+            d
+        };
         let mut acc = 0.0f64;
         let mut chosen = dist.last().map(|&(i, _)| i).unwrap_or(0);
         for &(i, p) in &dist {

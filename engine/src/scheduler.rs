@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use mars2_models::{ModelConfig, TextTokenizer, Transformer};
 
+use crate::device_sampling::{sample_on_device, RowDraw};
 use crate::error::{EngineError, Result};
 use crate::generate::{FinishReason, GenerationOutput, GenerationRequest};
 use crate::kv::{AgentId, BlockId, KvManager, KvSequence};
@@ -562,16 +563,18 @@ impl<B: Backend> EngineCore<B> {
             .collect();
         let logits = self.agents[agent].model.lm_head(Tensor::cat(last, 0));
         let vocab = logits.dims()[2];
-        let host: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("f32 logits");
-        for (k, &i) in sampled.iter().enumerate() {
+        let draws: Vec<RowDraw> = sampled
+            .iter()
+            .map(|&i| {
+                RowDraw::from_sampler(
+                    &mut self.active.get_mut(&rows[i].id).expect("running").sampler,
+                )
+            })
+            .collect();
+        let tokens = sample_on_device(logits.reshape([sampled.len(), vocab]), &draws, &self.device);
+        for (&i, tok) in sampled.iter().zip(tokens) {
             let id = rows[i].id;
-            let row_logits = &host[k * vocab..(k + 1) * vocab];
             let a = self.active.get_mut(&id).expect("running");
-            let tok = a.sampler.sample(row_logits);
             a.output.tokens.push(tok.id);
             a.output.logprobs.push(tok.logprob);
             a.phase = Phase::Decode;

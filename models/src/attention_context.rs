@@ -69,6 +69,33 @@ pub fn attention_reference<B: Backend>(
     softmax(scores, 3).matmul(v)
 }
 
+/// The same attention as [`attention_reference`] without copying key/value heads: the `group`
+/// query heads that share a key/value head are stacked as extra query rows, so each key/value
+/// head is multiplied once. This is the path the models run; the reference is its oracle.
+pub fn attention_grouped<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Tensor<B, 4, Bool>,
+) -> Tensor<B, 4> {
+    let [b, h, t, d] = q.dims();
+    let [_, kv_heads, s, _] = k.dims();
+    let group = h / kv_heads;
+    if group == 1 {
+        return attention_reference(q, k, v, mask);
+    }
+    // Head h = kv·group + j, so [b, h, t, d] regroups as [b, kv, group·t, d] (rows j·t + t').
+    let q = q.reshape([b, kv_heads, group * t, d]);
+    let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
+    let mask = mask
+        .unsqueeze_dim::<5>(2)
+        .expand([b, 1, group, t, s])
+        .reshape([b, 1, group * t, s])
+        .expand([b, kv_heads, group * t, s]);
+    let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+    softmax(scores, 3).matmul(v).reshape([b, h, t, d])
+}
+
 /// No cache: each call attends over exactly the tokens passed in, causally by position.
 pub struct FullSequence<B: Backend> {
     mask: Tensor<B, 4, Bool>,
@@ -91,6 +118,6 @@ impl<B: Backend> AttentionContext<B> for FullSequence<B> {
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
     ) -> Tensor<B, 4> {
-        attention_reference(q, k, v, self.mask.clone())
+        attention_grouped(q, k, v, self.mask.clone())
     }
 }

@@ -22,7 +22,9 @@ pub mod safetensors_source;
 pub mod tokenizer;
 pub mod transformer;
 
-pub use attention_context::{attention_reference, AttentionContext, FullSequence};
+pub use attention_context::{
+    attention_grouped, attention_reference, AttentionContext, FullSequence,
+};
 pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{ModelError, Result};

@@ -2,7 +2,9 @@
 
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
-use mars2_models::attention_context::{attention_reference, causal_mask_from_positions};
+use mars2_models::attention_context::{
+    attention_grouped, attention_reference, causal_mask_from_positions,
+};
 use mars2_models::config::{Architecture, ModelConfig, RopeScaling};
 use mars2_models::layers::rms_norm::{rms_norm_reference, RmsNorm};
 use mars2_models::layers::rope::{inverse_frequencies, rope_reference, Rope};

@@ -8,7 +8,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use mars2_models::attention_context::{attention_reference, AttentionContext};
+use mars2_models::attention_context::{attention_grouped, attention_reference, AttentionContext};
 
 use super::storage::AgentKvStorage;
 
@@ -94,7 +94,7 @@ impl<B: Backend> AttentionContext<B> for PagedStep<'_, B> {
             x.reshape([self.batch, self.keys, kv_heads, d])
                 .swap_dims(1, 2)
         };
-        paged_attention_reference(q, shape(keys), shape(values), self.mask.clone())
+        attention_grouped(q, shape(keys), shape(values), self.mask.clone())
     }
 }
 
