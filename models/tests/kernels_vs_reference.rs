@@ -179,11 +179,20 @@ fn attention_matches_naive_with_gqa_and_per_row_positions() {
         Tensor::<B, 2, Int>::from_data(TensorData::new(qpos.clone(), [b, t]), &device),
         Tensor::<B, 2, Int>::from_data(TensorData::new(kpos.clone(), [b, s]), &device),
     );
-    let got: Vec<f32> = attention_reference(tq, tk, tv, mask)
+    let got: Vec<f32> = attention_reference(tq.clone(), tk.clone(), tv.clone(), mask.clone())
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let fast: Vec<f32> = attention_grouped(tq, tk, tv, mask)
         .into_data()
         .to_vec()
         .unwrap();
     let expected = naive_attention(&q, &k, &v, [b, h, kv, t, s], &qpos, &kpos);
+    assert!(
+        max_diff(&fast, &expected) < 1e-5,
+        "grouped path: {}",
+        max_diff(&fast, &expected)
+    );
     assert!(
         max_diff(&got, &expected) < 1e-5,
         "{}",
