@@ -203,6 +203,32 @@ pub fn generate<B: Backend>(
     Ok(outputs)
 }
 
+/// Hidden states of one whole sequence, `[1, tokens, hidden]`, in one pass without a cache.
+fn sequence_hidden<B: Backend>(
+    model: &Transformer<B>,
+    config: &ModelConfig,
+    ids: &[u32],
+    device: &B::Device,
+) -> Result<Tensor<B, 3>> {
+    check_prompt(0, ids, config, 0)?;
+    let t = ids.len();
+    let positions = int_tensor((0..t as i64).collect(), [1, t], device);
+    let mut ctx = FullSequence::new(positions.clone());
+    Ok(model.forward_hidden(
+        int_tensor(ids.iter().map(|&i| i64::from(i)).collect(), [1, t], device),
+        positions,
+        &mut ctx,
+    ))
+}
+
+fn to_host<B: Backend>(logits: Tensor<B, 3>) -> Vec<f32> {
+    logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("logits convert to f32")
+}
+
 /// Logits at every position of one sequence, `[tokens × vocab]` row-major, computed in one
 /// forward pass without a cache.
 pub fn prompt_logits<B: Backend>(
@@ -211,20 +237,8 @@ pub fn prompt_logits<B: Backend>(
     ids: &[u32],
     device: &B::Device,
 ) -> Result<Vec<f32>> {
-    check_prompt(0, ids, config, 0)?;
-    let t = ids.len();
-    let positions = int_tensor((0..t as i64).collect(), [1, t], device);
-    let mut ctx = FullSequence::new(positions.clone());
-    let logits = model.forward(
-        int_tensor(ids.iter().map(|&i| i64::from(i)).collect(), [1, t], device),
-        positions,
-        &mut ctx,
-    );
-    Ok(logits
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("logits convert to f32"))
+    let hidden = sequence_hidden(model, config, ids, device)?;
+    Ok(to_host(model.lm_head(hidden)))
 }
 
 /// Logits at the last position of one sequence, `[vocab]`, without computing the LM head for
@@ -235,20 +249,7 @@ pub fn last_position_logits<B: Backend>(
     ids: &[u32],
     device: &B::Device,
 ) -> Result<Vec<f32>> {
-    check_prompt(0, ids, config, 0)?;
-    let t = ids.len();
-    let positions = int_tensor((0..t as i64).collect(), [1, t], device);
-    let mut ctx = FullSequence::new(positions.clone());
-    let hidden = model.forward_hidden(
-        int_tensor(ids.iter().map(|&i| i64::from(i)).collect(), [1, t], device),
-        positions,
-        &mut ctx,
-    );
-    let d = hidden.dims()[2];
-    let logits = model.lm_head(hidden.slice([0..1, t - 1..t, 0..d]));
-    Ok(logits
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("logits convert to f32"))
+    let hidden = sequence_hidden(model, config, ids, device)?;
+    let [_, t, d] = hidden.dims();
+    Ok(to_host(model.lm_head(hidden.slice([0..1, t - 1..t, 0..d]))))
 }

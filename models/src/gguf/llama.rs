@@ -145,44 +145,41 @@ pub fn gguf_name(hf_name: &str) -> Option<String> {
     Some(format!("blk.{layer}.{mapped}"))
 }
 
-/// Undoes llama.cpp's q/k row permutation. Rows of head `h` are stored as pairs
-/// `(j, s)` for `j < head_dim/2`, `s ∈ {0,1}`; Hugging Face orders them `(s, j)`.
-/// Works on weights (`[rows, cols]`) and biases (`cols = 1`).
-pub fn unpermute_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
-    let rows = data.len() / cols;
+/// Pairs of (Hugging Face row, llama.cpp row) for the q/k permutation. Rows of head `h` are
+/// stored by llama.cpp as pairs `(j, s)` for `j < head_dim/2`, `s ∈ {0,1}`; Hugging Face
+/// orders them `(s, j)`.
+fn row_pairs(rows: usize, n_heads: usize) -> impl Iterator<Item = (usize, usize)> {
     let head_dim = rows / n_heads;
     let half = head_dim / 2;
+    (0..n_heads).flat_map(move |h| {
+        (0..2).flat_map(move |s| {
+            (0..half).map(move |j| (h * head_dim + s * half + j, h * head_dim + j * 2 + s))
+        })
+    })
+}
+
+fn move_rows(data: &[f32], n_heads: usize, cols: usize, to_hf: bool) -> Vec<f32> {
     let mut out = vec![0.0f32; data.len()];
-    for h in 0..n_heads {
-        for s in 0..2 {
-            for j in 0..half {
-                let hf_row = h * head_dim + s * half + j;
-                let gguf_row = h * head_dim + j * 2 + s;
-                out[hf_row * cols..(hf_row + 1) * cols]
-                    .copy_from_slice(&data[gguf_row * cols..(gguf_row + 1) * cols]);
-            }
-        }
+    for (hf_row, gguf_row) in row_pairs(data.len() / cols, n_heads) {
+        let (dst, src) = if to_hf {
+            (hf_row, gguf_row)
+        } else {
+            (gguf_row, hf_row)
+        };
+        out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
     }
     out
 }
 
+/// Undoes llama.cpp's q/k row permutation (GGUF order to Hugging Face order). Works on
+/// weights (`[rows, cols]`) and biases (`cols = 1`).
+pub fn unpermute_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    move_rows(data, n_heads, cols, true)
+}
+
 /// The inverse of [`unpermute_rows`]: Hugging Face order to llama.cpp order (for writers).
 pub fn permute_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
-    let rows = data.len() / cols;
-    let head_dim = rows / n_heads;
-    let half = head_dim / 2;
-    let mut out = vec![0.0f32; data.len()];
-    for h in 0..n_heads {
-        for s in 0..2 {
-            for j in 0..half {
-                let hf_row = h * head_dim + s * half + j;
-                let gguf_row = h * head_dim + j * 2 + s;
-                out[gguf_row * cols..(gguf_row + 1) * cols]
-                    .copy_from_slice(&data[hf_row * cols..(hf_row + 1) * cols]);
-            }
-        }
-    }
-    out
+    move_rows(data, n_heads, cols, false)
 }
 
 /// Serves a GGUF file's tensors under Hugging Face names, dequantized, q/k rows un-permuted.
