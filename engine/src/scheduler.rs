@@ -284,8 +284,8 @@ impl<B: Backend> EngineCore<B> {
                 continue;
             }
             self.admit(agent);
-            self.prefill(agent);
-            self.decode(agent);
+            self.run_phase(agent, true);
+            self.run_phase(agent, false);
         }
         self.stats.peak_kv_bytes = self.stats.peak_kv_bytes.max(self.kv.pool().used_bytes());
     }
@@ -372,7 +372,6 @@ impl<B: Backend> EngineCore<B> {
                         let needed = self.active[&id].request.prompt.len()
                             + self.active[&id].request.params.max_new_tokens;
                         self.fail(
-                            agent,
                             id,
                             EngineError::KvCacheTooSmall {
                                 agent: format!(
@@ -403,97 +402,76 @@ impl<B: Backend> EngineCore<B> {
         self.stats.preemptions += 1;
     }
 
-    fn fail(&mut self, agent: usize, id: RequestId, error: EngineError) {
-        if let Some(mut a) = self.active.remove(&id) {
-            if let Some(seq) = a.seq.take() {
-                self.kv.release(seq);
-            }
-        }
-        self.agents[agent].running.retain(|r| *r != id);
+    fn fail(&mut self, id: RequestId, error: EngineError) {
+        self.retire(id);
         self.finished.push((id, Err(error)));
     }
 
-    fn prefill(&mut self, agent: usize) {
-        let ids: Vec<RequestId> = self.agents[agent]
-            .running
-            .iter()
-            .copied()
-            .filter(|id| matches!(self.active[id].phase, Phase::Prefill { .. }))
-            .collect();
-        let mut rows = Vec::new();
-        for id in ids {
-            if !self.active.contains_key(&id)
-                || !matches!(self.active[&id].phase, Phase::Prefill { .. })
-            {
-                continue; // preempted or failed while making room for an earlier row
-            }
-            let a = &self.active[&id];
-            let Phase::Prefill { context } = &a.phase else {
-                unreachable!()
-            };
-            let done = a.seq.as_ref().map_or(0, KvSequence::len);
-            let n = (context.len() - done).min(self.config.prefill_chunk);
-            let tokens = context[done..done + n].to_vec();
-            let last = done + n == context.len();
-            if self.reserve(agent, id, n) {
-                rows.push(Row {
-                    id,
-                    tokens,
-                    sample: last,
-                });
-            }
+    fn finish(&mut self, id: RequestId) {
+        if let Some(a) = self.retire(id) {
+            self.finished.push((id, Ok(a.output)));
         }
-        // Rows may have been preempted after being listed by a later row's reservation.
-        rows.retain(|r| {
-            self.active
-                .get(&r.id)
-                .is_some_and(|a| matches!(a.phase, Phase::Prefill { .. }))
-        });
-        if rows.is_empty() {
-            return;
-        }
-        self.stats.prefilled_tokens += rows.iter().map(|r| r.tokens.len()).sum::<usize>();
-        self.forward(agent, rows);
     }
 
-    fn decode(&mut self, agent: usize) {
+    /// Removes a request from the engine, giving its blocks back.
+    fn retire(&mut self, id: RequestId) -> Option<Active> {
+        let mut a = self.active.remove(&id)?;
+        if let Some(seq) = a.seq.take() {
+            self.kv.release(seq);
+        }
+        self.agents[a.agent].running.retain(|r| *r != id);
+        Some(a)
+    }
+
+    /// One forward pass for the agent's running rows in one phase: prompt chunks (`prefill`)
+    /// or the next token of each decoding row.
+    fn run_phase(&mut self, agent: usize, prefill: bool) {
+        let in_phase = |a: &Active| match a.phase {
+            Phase::Prefill { .. } => prefill,
+            Phase::Decode => !prefill,
+            Phase::Waiting => false,
+        };
         let ids: Vec<RequestId> = self.agents[agent]
             .running
             .iter()
             .copied()
-            .filter(|id| matches!(self.active[id].phase, Phase::Decode))
+            .filter(|id| in_phase(&self.active[id]))
             .collect();
         let mut rows = Vec::new();
         for id in ids {
-            if !self
-                .active
-                .get(&id)
-                .is_some_and(|a| matches!(a.phase, Phase::Decode))
-            {
+            // An earlier row's reservation may have preempted or failed this one.
+            let Some(a) = self.active.get(&id).filter(|a| in_phase(a)) else {
                 continue;
-            }
-            if self.reserve(agent, id, 1) {
-                let last = *self.active[&id]
-                    .output
-                    .tokens
-                    .last()
-                    .expect("decoding after a first token");
-                rows.push(Row {
-                    id,
-                    tokens: vec![last],
-                    sample: true,
-                });
+            };
+            let (tokens, sample) = match &a.phase {
+                Phase::Prefill { context } => {
+                    let done = a.seq.as_ref().map_or(0, KvSequence::len);
+                    let n = (context.len() - done).min(self.config.prefill_chunk);
+                    (context[done..done + n].to_vec(), done + n == context.len())
+                }
+                _ => {
+                    let last = *a
+                        .output
+                        .tokens
+                        .last()
+                        .expect("decoding after a first token");
+                    (vec![last], true)
+                }
+            };
+            if self.reserve(agent, id, tokens.len()) {
+                rows.push(Row { id, tokens, sample });
             }
         }
-        rows.retain(|r| {
-            self.active
-                .get(&r.id)
-                .is_some_and(|a| matches!(a.phase, Phase::Decode))
-        });
+        // Rows may have been preempted after being listed, by a later row's reservation.
+        rows.retain(|r| self.active.get(&r.id).is_some_and(in_phase));
         if rows.is_empty() {
             return;
         }
-        self.stats.decoded_tokens += rows.len();
+        if prefill {
+            self.stats.prefilled_tokens += rows.iter().map(|r| r.tokens.len()).sum::<usize>();
+        } else {
+            self.stats.decoded_tokens += rows.len();
+        }
         self.forward(agent, rows);
     }
 
@@ -606,16 +584,5 @@ impl<B: Backend> EngineCore<B> {
             .decode(tail, false)
             .map(|text| stops.iter().any(|s| text.contains(s.as_str())))
             .unwrap_or(false)
-    }
-
-    fn finish(&mut self, id: RequestId) {
-        let Some(mut a) = self.active.remove(&id) else {
-            return;
-        };
-        if let Some(seq) = a.seq.take() {
-            self.kv.release(seq);
-        }
-        self.agents[a.agent].running.retain(|r| *r != id);
-        self.finished.push((id, Ok(a.output)));
     }
 }

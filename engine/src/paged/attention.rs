@@ -8,7 +8,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use mars2_models::attention_context::{attention_grouped, attention_reference, AttentionContext};
+use mars2_models::attention_context::{attention_grouped, AttentionContext};
 
 use super::storage::AgentKvStorage;
 
@@ -96,15 +96,4 @@ impl<B: Backend> AttentionContext<B> for PagedStep<'_, B> {
         };
         attention_grouped(q, shape(keys), shape(values), self.mask.clone())
     }
-}
-
-/// Attention over gathered keys/values `[batch, kv_heads, keys, head_dim]` (the reference path
-/// every faster paged kernel is compared with).
-pub fn paged_attention_reference<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: Tensor<B, 4, Bool>,
-) -> Tensor<B, 4> {
-    attention_reference(q, k, v, mask)
 }

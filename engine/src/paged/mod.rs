@@ -4,5 +4,5 @@
 pub mod attention;
 pub mod storage;
 
-pub use attention::{paged_attention_reference, PagedStep, StepLayout};
+pub use attention::{PagedStep, StepLayout};
 pub use storage::AgentKvStorage;

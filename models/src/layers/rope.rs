@@ -64,8 +64,8 @@ impl<B: Backend> Rope<B> {
         let mut cos = Vec::with_capacity(max * dim);
         let mut sin = Vec::with_capacity(max * dim);
         for p in 0..max {
-            for half in 0..2 {
-                let _ = half;
+            // Both halves of a head share the same frequencies.
+            for _half in 0..2 {
                 for &f in &inv {
                     let angle = p as f32 * f;
                     cos.push(angle.cos());

@@ -27,46 +27,39 @@ pub fn sandbox() -> &'static Sandbox {
     SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox"))
 }
 
+/// The process ids of every process on the host whose `/proc/<pid>` directory satisfies `keep`.
+fn host_processes_where(keep: impl Fn(&std::path::Path) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            keep(&entry.path()).then_some(pid)
+        })
+        .collect()
+}
+
 /// The process ids of every process on the host whose command line contains `needle`.
 pub fn host_processes_with(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmdline).contains(needle) {
-                found.push(pid);
-            }
-        }
-    }
-    found
+    host_processes_where(|dir| {
+        std::fs::read(dir.join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+    })
 }
 
 /// The process ids of every process on the host owned by a user id in `range`.
 pub fn host_processes_of_uids(range: std::ops::Range<u32>) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
+    host_processes_where(|dir| {
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            return false;
         };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let uid = status
+        status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|u| u.parse::<u32>().ok());
-        if uid.is_some_and(|u| range.contains(&u)) {
-            found.push(pid);
-        }
-    }
-    found
+            .and_then(|u| u.parse::<u32>().ok())
+            .is_some_and(|u| range.contains(&u))
+    })
 }
