@@ -1,11 +1,14 @@
 //! The mars2 command line, run as `cargo xtask <command>`.
 
 mod bench_cmd;
+mod benchmark;
 mod cmd_sandbox;
+mod eval_cmd;
 mod fetch_model;
 mod generate_cmd;
 mod logits_cmd;
 mod model_task;
+mod team;
 mod test_cmd;
 
 use anyhow::Result;
@@ -33,6 +36,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Judge solutions against a benchmark's tests in the sandbox.
     Sandbox(cmd_sandbox::SandboxArgs),
+    /// Grow search trees on a benchmark and write summary.json, trees.jsonl, report.html.
+    Eval(eval_cmd::EvalArgs),
     /// Fetch the reference model, then run every test of the workspace.
     Test(test_cmd::TestArgs),
 }
@@ -58,5 +63,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Test(args) => test_cmd::run(args),
         Command::Sandbox(args) => cmd_sandbox::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
     }
 }

@@ -1,0 +1,189 @@
+//! The boundary between search and generation: a [`Policy`] turns a conversation into an
+//! answer of one of its models. [`EnginePolicy`] serves it from the engine, rendering each
+//! model's own chat template with its own tokenizer; tests use scripted policies.
+//!
+//! Calls block; many trees call at once from their own threads, and the engine batches the
+//! requests that are in flight together.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::tensor::backend::Backend;
+use mars2_engine::{AgentId, Engine, FinishReason, GenerationRequest, SamplingParams};
+use mars2_models::{ChatMessage, ChatOptions, ChatTemplate, LoadedModel, TextTokenizer};
+
+use crate::error::{Result, SearchError};
+use crate::tree::Generation;
+
+/// One generation to make.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyRequest<'a> {
+    /// Which of the policy's models answers.
+    pub model: usize,
+    /// Ties the requests of one tree together (the engine's fairness group).
+    pub group: u64,
+    pub messages: &'a [ChatMessage],
+    /// Seed of this generation's sampling.
+    pub seed: u64,
+}
+
+/// Something that answers conversations with one of several models.
+pub trait Policy: Sync {
+    /// How many models it serves.
+    fn models(&self) -> usize;
+    /// Name of model `model`, for reports.
+    fn model_name(&self, model: usize) -> String;
+    /// Generates an answer. Blocking; may be called from many threads at once.
+    fn generate(&self, request: PolicyRequest<'_>) -> Result<Generation>;
+}
+
+/// One model served by an [`EnginePolicy`].
+struct ServedModel {
+    name: String,
+    agent: AgentId,
+    tokenizer: TextTokenizer,
+    template: ChatTemplate,
+    params: SamplingParams,
+    weights_version: AtomicU64,
+}
+
+/// A [`Policy`] backed by the multi-agent [`Engine`].
+pub struct EnginePolicy<B: Backend> {
+    engine: Engine<B>,
+    models: Vec<ServedModel>,
+}
+
+impl<B: Backend> EnginePolicy<B> {
+    pub fn new(engine: Engine<B>) -> Self {
+        EnginePolicy {
+            engine,
+            models: Vec::new(),
+        }
+    }
+
+    /// Hosts `loaded` under `name`, sampling with `params` (the seed is set per request);
+    /// returns its model index.
+    pub fn add_model(
+        &mut self,
+        name: &str,
+        loaded: LoadedModel<B>,
+        params: SamplingParams,
+    ) -> Result<usize> {
+        let source = loaded.source.display().to_string();
+        let tokenizer = loaded.tokenizer.clone().ok_or_else(|| {
+            SearchError::Prompt(format!("{source} has no tokenizer; the search needs text"))
+        })?;
+        let template = loaded
+            .chat_template
+            .clone()
+            .ok_or_else(|| SearchError::Prompt(format!("{source} has no chat template")))?;
+        let agent = self
+            .engine
+            .add_agent(name, loaded)
+            .map_err(|e| SearchError::Generation(e.to_string()))?;
+        self.models.push(ServedModel {
+            name: name.to_string(),
+            agent,
+            tokenizer,
+            template,
+            params,
+            weights_version: AtomicU64::new(0),
+        });
+        Ok(self.models.len() - 1)
+    }
+
+    pub fn engine(&self) -> &Engine<B> {
+        &self.engine
+    }
+
+    /// Replaces model `model`'s weights; later generations use them and report the new
+    /// version.
+    pub fn update_weights(
+        &self,
+        model: usize,
+        weights: mars2_models::Transformer<B>,
+    ) -> Result<u64> {
+        let served = self.served(model)?;
+        let version = self
+            .engine
+            .update_weights(served.agent, weights)
+            .map_err(|e| SearchError::Generation(e.to_string()))?;
+        served.weights_version.store(version, Ordering::SeqCst);
+        Ok(version)
+    }
+
+    /// The prompt token ids of `messages` for model `model`.
+    pub fn encode(&self, model: usize, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let served = self.served(model)?;
+        let text = served
+            .template
+            .render(messages, ChatOptions::default())
+            .map_err(|e| SearchError::Prompt(e.to_string()))?;
+        served
+            .tokenizer
+            .encode(&text)
+            .map_err(|e| SearchError::Prompt(e.to_string()))
+    }
+
+    fn served(&self, model: usize) -> Result<&ServedModel> {
+        self.models
+            .get(model)
+            .ok_or_else(|| SearchError::UnknownModel {
+                agent: format!("model {model}"),
+                model,
+                models: self.models.len(),
+            })
+    }
+}
+
+impl<B: Backend> Policy for EnginePolicy<B> {
+    fn models(&self) -> usize {
+        self.models.len()
+    }
+
+    fn model_name(&self, model: usize) -> String {
+        self.models
+            .get(model)
+            .map(|m| m.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn generate(&self, request: PolicyRequest<'_>) -> Result<Generation> {
+        let served = self.served(request.model)?;
+        let prompt = self.encode(request.model, request.messages)?;
+        let weights_version = served.weights_version.load(Ordering::SeqCst);
+        let params = SamplingParams {
+            seed: request.seed,
+            ..served.params.clone()
+        };
+        let output = self
+            .engine
+            .submit(
+                served.agent,
+                request.group,
+                GenerationRequest {
+                    prompt: prompt.clone(),
+                    params,
+                },
+            )
+            .wait()
+            .map_err(|e| SearchError::Generation(e.to_string()))?;
+        let text = served
+            .tokenizer
+            .decode(&output.tokens, true)
+            .map_err(|e| SearchError::Generation(e.to_string()))?;
+        Ok(Generation {
+            text,
+            prompt_len: prompt.len(),
+            response_len: output.tokens.len(),
+            prompt_tokens: prompt,
+            response_tokens: output.tokens,
+            logprobs: output.logprobs,
+            finish_reason: match output.finish_reason {
+                FinishReason::Stop => "stop",
+                FinishReason::Length => "length",
+            }
+            .to_string(),
+            weights_version,
+        })
+    }
+}

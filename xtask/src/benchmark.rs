@@ -1,0 +1,81 @@
+//! Benchmarks by name: `humaneval`, `mbpp` (a split of the vendored MBPP) and `lcb:FILE`
+//! (a LiveCodeBench `code_generation_lite` JSONL file), loaded with the sandbox's loaders.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use mars2_sandbox::{load_problems, LoadOptions, Problem, Split};
+
+/// The repository's vendored data directory.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("data")
+}
+
+/// A benchmark named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Benchmark {
+    HumanEval,
+    Mbpp,
+    LiveCodeBench(PathBuf),
+}
+
+impl FromStr for Benchmark {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "humaneval" => Ok(Benchmark::HumanEval),
+            "mbpp" => Ok(Benchmark::Mbpp),
+            _ => match s.strip_prefix("lcb:") {
+                Some(file) if !file.is_empty() => Ok(Benchmark::LiveCodeBench(file.into())),
+                _ => Err(format!(
+                    "unknown benchmark {s:?} (expected humaneval, mbpp or lcb:FILE)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Benchmark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Benchmark::HumanEval => f.write_str("humaneval"),
+            Benchmark::Mbpp => f.write_str("mbpp"),
+            Benchmark::LiveCodeBench(p) => write!(f, "lcb:{}", p.display()),
+        }
+    }
+}
+
+/// The problems of `benchmark`; for MBPP only those of `split`.
+pub fn load_benchmark(benchmark: &Benchmark, split: Split) -> Result<Vec<Problem>> {
+    let path = match benchmark {
+        Benchmark::HumanEval => data_dir().join("HumanEval.jsonl.gz"),
+        Benchmark::Mbpp => data_dir().join("mbpp.jsonl"),
+        Benchmark::LiveCodeBench(p) => p.clone(),
+    };
+    let loaded = load_problems(&path, &LoadOptions::default())
+        .with_context(|| format!("loading {benchmark}"))?;
+    let mut problems = loaded.problems;
+    if *benchmark == Benchmark::Mbpp {
+        problems.retain(|p| p.split == Some(split));
+    }
+    if problems.is_empty() {
+        bail!("{} holds no problems", path.display());
+    }
+    Ok(problems)
+}
+
+/// Parses an MBPP split name.
+pub fn parse_split(s: &str) -> Result<Split, String> {
+    match s {
+        "train" => Ok(Split::Train),
+        "test" => Ok(Split::Test),
+        "validation" => Ok(Split::Validation),
+        "few-shot" | "few_shot" => Ok(Split::FewShot),
+        _ => Err(format!(
+            "unknown MBPP split {s:?} (expected train, test, validation or few-shot)"
+        )),
+    }
+}
