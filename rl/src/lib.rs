@@ -1,5 +1,23 @@
-//! Learning from finished search trees (to come): every node one sample; tree-consistent reward
-//! shaping, group advantage over the tree, per-agent buffers; GSPO (and token-level GRPO/DAPO)
-//! losses with truncated importance weights and k3 KL; one optimizer, reference model, step
-//! counter and checkpoint per agent; weight hand-off to the engine; the learned reward model
-//! used by T+; G-Vendi.
+//! Learning from search trees (MARS²): every node of a finished tree is a training sample.
+//!
+//! - [`shaping`]: tree-consistent reward shaping, overlong penalty, group advantage over the
+//!   whole tree pooled across agents, dynamic filtering.
+//! - [`samples`]: nodes → per-model samples (prompt, response, sampling log-probs, advantage).
+//! - [`loss`]: GSPO (default) and token-level GRPO/DAPO with truncated importance weights,
+//!   veto and k3 KL, each beside a scalar reference.
+//! - [`logprobs`]: response log-probs as gather − logsumexp on the model the engine runs.
+//! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
+//!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
+
+pub mod grad_norm;
+pub mod logprobs;
+pub mod loss;
+pub mod samples;
+pub mod schedule;
+pub mod shaping;
+pub mod trainer;
+
+pub use loss::{LossConfig, LossKind};
+pub use samples::{tree_samples, TrainSample};
+pub use shaping::ShapingConfig;
+pub use trainer::{AgentTrainer, StepMetrics, TrainerConfig};
