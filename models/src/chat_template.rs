@@ -75,6 +75,14 @@ impl ChatTemplate {
     /// Reads the template of a Hugging Face model directory: `chat_template.jinja` if present,
     /// else `tokenizer_config.json`'s `chat_template` (a string, or a list of named templates
     /// of which `default` is used). `Ok(None)` when the model has none.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+
     pub fn from_model_dir(dir: &Path) -> Result<Option<Self>> {
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = if config_path.exists() {

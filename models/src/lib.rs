@@ -13,6 +13,7 @@ pub mod attention_context;
 pub mod chat_template;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod gguf;
 pub mod host_tensor;
 pub mod layers;
@@ -28,6 +29,7 @@ pub use attention_context::{
 pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{ModelError, Result};
+pub use export::save_hf_checkpoint;
 pub use host_tensor::{HostTensor, WeightSource};
 pub use load::{checkpoint_kind, load_model, CheckpointKind, LoadedModel};
 pub use safetensors_source::SafetensorsSource;

@@ -258,7 +258,7 @@ impl BackendTask for EvalTask {
                     }
                 }
                 Err(e) => {
-                    progress.println(format!("{}: {e:#}", problem.id));
+                    progress.suspend(|| eprintln!("{}: {e:#}", problem.id));
                     if let Ok(mut v) = failures.lock() {
                         v.push(format!("{}: {e:#}", problem.id));
                     }

@@ -10,6 +10,8 @@ mod logits_cmd;
 mod model_task;
 mod team;
 mod test_cmd;
+mod train_cmd;
+mod train_config;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,6 +38,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Judge solutions against a benchmark's tests in the sandbox.
     Sandbox(cmd_sandbox::SandboxArgs),
+    /// The main job: train the agents by tree-search RL on MBPP and compare before/after.
+    Train(train_cmd::TrainArgs),
     /// Grow search trees on a benchmark and write summary.json, trees.jsonl, report.html.
     Eval(eval_cmd::EvalArgs),
     /// Fetch the reference model, then run every test of the workspace.
@@ -64,5 +68,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Test(args) => test_cmd::run(args),
         Command::Sandbox(args) => cmd_sandbox::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Train(args) => train_cmd::run(args),
     }
 }
