@@ -88,6 +88,21 @@ fn sandbox() -> Sandbox {
     Sandbox::with_defaults().expect("a sandbox")
 }
 
+fn context<'a>(
+    config: &'a SearchConfig,
+    team: &'a [AgentSpec],
+    policy: &'a dyn Policy,
+    sandbox: &'a Sandbox,
+) -> SearchContext<'a> {
+    SearchContext {
+        config,
+        team,
+        policy,
+        sandbox,
+        scorer: None,
+    }
+}
+
 fn config(method: Method, budget: usize) -> SearchConfig {
     SearchConfig {
         stop_on_pass: false,
@@ -102,13 +117,7 @@ fn sample_grows_independent_children_and_chain_one_path() {
     let team = [AgentSpec::new("a", 0)];
     for (method, depth, children) in [(Method::Sample, 1, 5), (Method::Chain, 5, 1)] {
         let cfg = config(method, 5);
-        let ctx = SearchContext {
-            config: &cfg,
-            team: &team,
-            policy: &policy,
-            sandbox: &sb,
-            scorer: None,
-        };
+        let ctx = context(&cfg, &team, &policy, &sb);
         let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
         assert_eq!(tree.size(), 5, "{method:?}");
         assert_eq!(tree.max_depth(), depth, "{method:?}");
@@ -127,13 +136,7 @@ fn tree_search_stops_at_the_first_pass_and_scores_hidden_tests() {
     });
     let team = [AgentSpec::new("a", 0)];
     let cfg = SearchConfig::for_eval(Method::Abmcts, 16);
-    let ctx = SearchContext {
-        config: &cfg,
-        team: &team,
-        policy: &policy,
-        sandbox: &sb,
-        scorer: None,
-    };
+    let ctx = context(&cfg, &team, &policy, &sb);
     let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
     let last = tree.nodes.last().unwrap();
     assert!(last.passes_guide() && !last.passes_hidden());
@@ -161,13 +164,7 @@ fn thompson_sampling_favours_the_agent_that_solves() {
         agent_choice: AgentChoice::Thompson,
         ..config(Method::Abmcts, 12)
     };
-    let ctx = SearchContext {
-        config: &cfg,
-        team: &team,
-        policy: &policy,
-        sandbox: &sb,
-        scorer: None,
-    };
+    let ctx = context(&cfg, &team, &policy, &sb);
     let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
     let strong = tree.generated().filter(|n| n.agent == Some(1)).count();
     assert!(strong >= 8, "strong agent wrote {strong} of 12");
@@ -182,13 +179,7 @@ fn roles_split_fresh_solutions_and_refinements() {
     let policy = Scripted::new(1, |_, _, _| answer(WRONG));
     let team = AgentSpec::multi_role("m", 0);
     let cfg = config(Method::Chain, 4);
-    let ctx = SearchContext {
-        config: &cfg,
-        team: &team,
-        policy: &policy,
-        sandbox: &sb,
-        scorer: None,
-    };
+    let ctx = context(&cfg, &team, &policy, &sb);
     let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
     for node in tree.generated() {
         let role = team[node.agent.unwrap()].role;
@@ -208,13 +199,7 @@ fn path_context_prompts_extend_the_parents_conversation() {
         context: ContextMode::Path,
         ..config(Method::Chain, 3)
     };
-    let ctx = SearchContext {
-        config: &cfg,
-        team: &team,
-        policy: &policy,
-        sandbox: &sb,
-        scorer: None,
-    };
+    let ctx = context(&cfg, &team, &policy, &sb);
     let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
     let calls = policy.calls.lock().unwrap();
     for pair in calls.windows(2) {
@@ -247,13 +232,7 @@ fn seeded_runs_are_identical_and_other_seeds_differ() {
             seed,
             ..config(Method::Tplus, 8)
         };
-        let ctx = SearchContext {
-            config: &cfg,
-            team: &team,
-            policy: &policy,
-            sandbox: &sb,
-            scorer: None,
-        };
+        let ctx = context(&cfg, &team, &policy, &sb);
         let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
         let seeds: Vec<u64> = policy.calls.lock().unwrap().iter().map(|c| c.2).collect();
         (serde_json::to_string(&tree).unwrap(), seeds)
@@ -274,13 +253,7 @@ fn many_problems_run_concurrently_with_pass1_samples() {
     });
     let team = [AgentSpec::new("a", 0)];
     let cfg = config(Method::Sample, 2);
-    let ctx = SearchContext {
-        config: &cfg,
-        team: &team,
-        policy: &policy,
-        sandbox: &sb,
-        scorer: None,
-    };
+    let ctx = context(&cfg, &team, &policy, &sb);
     let problems: Vec<Problem> = (0..4)
         .map(|i| Problem {
             id: format!("toy/{i}"),
