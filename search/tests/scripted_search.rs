@@ -277,3 +277,49 @@ fn many_problems_run_concurrently_with_pass1_samples() {
     let again = fresh_samples(&ctx, &problems[0], 4, 7).unwrap();
     assert_eq!(again, done[0].1.samples);
 }
+
+/// A reward model double: trusts programs that add.
+struct AddsScorer;
+
+impl mars2_search::Scorer for AddsScorer {
+    fn score(&self, _: &Problem, code: &str) -> f64 {
+        if code.contains("a + b") {
+            0.9
+        } else {
+            0.2
+        }
+    }
+}
+
+#[test]
+fn the_reward_model_scores_nodes_blends_rewards_and_breaks_ties() {
+    let sb = sandbox();
+    // Alternate a program that passes only the public test and the right one; both pass the
+    // public test, so only the scorer tells them apart.
+    let policy = Scripted::new(1, |_, _, seed| {
+        answer(if seed % 2 == 0 { OVERFIT } else { RIGHT })
+    });
+    let team = [AgentSpec::new("a", 0)];
+    let cfg = SearchConfig {
+        blend_alpha: Some(0.5),
+        ..config(Method::Tplus, 6)
+    };
+    let ctx = SearchContext {
+        scorer: Some(&AddsScorer),
+        ..context(&cfg, &team, &policy, &sb)
+    };
+    let tree = grow_tree(&ctx, &problem(), 1, &|_| {}).unwrap();
+    assert!(tree.generated().all(|n| n.score.is_some()));
+    let picked = mars2_search::metrics::pick_answer(&tree).unwrap();
+    let kinds = |code: &str| {
+        tree.generated()
+            .filter(|n| n.code.as_deref() == Some(code))
+            .count()
+    };
+    assert!(
+        kinds(RIGHT) > 0 && kinds(OVERFIT) > 0,
+        "this seed draws both programs"
+    );
+    assert_eq!(tree.node(picked).code.as_deref(), Some(RIGHT));
+    assert!(tree.node(picked).passes_hidden());
+}
