@@ -6,9 +6,12 @@
 //! - [`loss`]: GSPO (default) and token-level GRPO/DAPO with truncated importance weights,
 //!   veto and k3 KL, each beside a scalar reference.
 //! - [`logprobs`]: response log-probs as gather − logsumexp on the model the engine runs.
+//! - [`checkpoint`]: atomic per-agent checkpoints (Hugging Face export, weights and
+//!   optimizer state for exact resume).
 //! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
 //!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
 
+pub mod checkpoint;
 pub mod grad_norm;
 pub mod logprobs;
 pub mod loss;

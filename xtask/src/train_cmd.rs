@@ -5,18 +5,19 @@
 //! table. Writes `metrics.jsonl`, `summary.json` and per-agent Hugging Face checkpoints to
 //! the run directory.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use mars2_engine::{run_on, BackendTask, DeviceKind, EngineConfig, SamplingParams};
-use mars2_models::{load_model, save_hf_checkpoint, ChatTemplate, TextTokenizer};
+use mars2_models::{load_model, ChatTemplate, TextTokenizer};
+use mars2_rl::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{
     tree_samples, AgentTrainer, LossConfig, LossKind, ShapingConfig, TrainSample, TrainerConfig,
@@ -39,6 +40,10 @@ pub struct TrainArgs {
     /// Run directory (overrides the config's `out`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the run in the run directory from its last checkpoints (written after every
+    /// round): weights, optimizer state, step and round counters.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -59,11 +64,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
     held_out.truncate(config.data.eval_problems);
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
-    std::fs::write(
-        config.out.join("config.toml"),
-        toml::to_string_pretty(&config)?,
-    )
-    .with_context(|| format!("writing {}", config.out.display()))?;
+    let saved = config.out.join("config.toml");
+    if args.resume {
+        let old = TrainConfig::from_file(&saved)
+            .with_context(|| "--resume needs the run directory of an earlier run")?;
+        if old != config {
+            bail!(
+                "{}: the run was started with other settings; resume with the same config",
+                saved.display()
+            );
+        }
+    } else {
+        std::fs::write(&saved, toml::to_string_pretty(&config)?)
+            .with_context(|| format!("writing {}", saved.display()))?;
+    }
     run_on(
         device,
         TrainTask {
@@ -71,6 +85,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             models,
             train,
             held_out,
+            resume: args.resume,
         },
     )?
 }
@@ -80,6 +95,7 @@ struct TrainTask {
     models: Vec<ModelArg>,
     train: Vec<Problem>,
     held_out: Vec<Problem>,
+    resume: bool,
 }
 
 /// Tokenizer and chat template of a model, kept for its checkpoints.
@@ -98,6 +114,7 @@ impl BackendTask for TrainTask {
             models,
             train,
             held_out,
+            resume,
         } = self;
         let started = Instant::now();
         let sandbox = Sandbox::with_defaults().context("starting the sandbox")?;
@@ -135,26 +152,49 @@ impl BackendTask for TrainTask {
             ));
         }
 
-        let before = evaluate(
-            &mut policy,
-            &models,
-            &held_out,
-            &eval_params,
-            &rollout_params,
-            &sandbox,
-            &config,
-        )?;
+        let checkpoint_dir = |i: usize| config.out.join("checkpoints").join(&models[i].name);
+        let mut first_round = 0;
+        let mut next_problem = 0;
+        let mut before = Vec::new();
+        if resume {
+            for i in 0..models.len() {
+                let state = load_checkpoint(&checkpoint_dir(i), &mut trainers[i], &device)?;
+                first_round = state["round"].as_u64().map_or(0, |r| r as usize + 1);
+                next_problem = state["next_problem"].as_u64().unwrap_or(0) as usize;
+                before.push(state["pass_rate_before"].as_f64().unwrap_or(0.0));
+                let weights = trainers[i]
+                    .inference_model()
+                    .ok_or_else(|| anyhow!("trainer lost its model"))?;
+                policy.update_weights(i, weights)?;
+            }
+            eprintln!("resuming at round {first_round}");
+        } else {
+            before = evaluate(
+                &mut policy,
+                &models,
+                &held_out,
+                &eval_params,
+                &rollout_params,
+                &sandbox,
+                &config,
+            )?;
+        }
         let metrics_path = config.out.join("metrics.jsonl");
-        let mut metrics_file = File::create(&metrics_path)
-            .with_context(|| format!("creating {}", metrics_path.display()))?;
+        let mut metrics_file = OpenOptions::new()
+            .create(true)
+            .append(resume)
+            .write(true)
+            .truncate(!resume)
+            .open(&metrics_path)
+            .with_context(|| format!("opening {}", metrics_path.display()))?;
         let progress = ProgressBar::new(config.train.rounds as u64);
         progress.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] round {pos}/{len} · {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        let mut next_problem = 0;
-        for round in 0..config.train.rounds {
+        progress.set_position(first_round as u64);
+        for round in first_round..config.train.rounds {
             let problems: Vec<&Problem> = (0..config.train.problems_per_round)
                 .map(|i| &train[(next_problem + i) % train.len()])
                 .collect();
@@ -225,23 +265,23 @@ impl BackendTask for TrainTask {
                     ));
                 }
             }
+            for i in 0..models.len() {
+                let export = ExportInfo {
+                    config: &text[i].config,
+                    tokenizer: text[i].tokenizer.as_ref(),
+                    template: text[i].template.as_ref(),
+                };
+                let state = json!({
+                    "round": round,
+                    "next_problem": next_problem,
+                    "pass_rate_before": before[i],
+                });
+                save_checkpoint(&checkpoint_dir(i), &trainers[i], &export, state)?;
+            }
             progress.inc(1);
         }
         progress.finish_and_clear();
 
-        for (i, m) in models.iter().enumerate() {
-            let dir = config.out.join("checkpoints").join(&m.name);
-            if let Some(model) = trainers[i].inference_model() {
-                save_hf_checkpoint(
-                    &dir,
-                    &model,
-                    &text[i].config,
-                    text[i].tokenizer.as_ref(),
-                    text[i].template.as_ref(),
-                )
-                .with_context(|| format!("writing {}", dir.display()))?;
-            }
-        }
         let after = evaluate(
             &mut policy,
             &models,

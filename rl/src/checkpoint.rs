@@ -1,0 +1,117 @@
+//! Checkpoints of one agent's learner, written atomically (a `.partial` directory renamed into
+//! place, so an interrupted write leaves the previous checkpoint intact):
+//!
+//! - `model/`: a Hugging Face checkpoint (safetensors with Hugging Face names + config.json +
+//!   tokenizer and chat template) that this project and transformers load;
+//! - `trainer.bin`: the trainable weights as a Burn record (parameter ids kept, so the
+//!   optimizer state matches them on resume) and `optimizer.bin`: AdamW's moments;
+//! - `state.json`: the step counter and whatever the caller adds (round, problem cursor).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::Optimizer;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder as _};
+use burn::tensor::backend::AutodiffBackend;
+use mars2_models::{save_hf_checkpoint, ChatTemplate, ModelConfig, TextTokenizer};
+
+use crate::trainer::AgentTrainer;
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+fn err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+type FileFormat = BinFileRecorder<FullPrecisionSettings>;
+
+/// What goes into the Hugging Face export beside the weights.
+pub struct ExportInfo<'a> {
+    pub config: &'a ModelConfig,
+    pub tokenizer: Option<&'a TextTokenizer>,
+    pub template: Option<&'a ChatTemplate>,
+}
+
+/// Writes `trainer` to `dir` (replacing it atomically) with `state` as `state.json` (the
+/// step counter is added as `"step"`).
+pub fn save_checkpoint<B: AutodiffBackend>(
+    dir: &Path,
+    trainer: &AgentTrainer<B>,
+    export: &ExportInfo<'_>,
+    mut state: serde_json::Value,
+) -> Result<(), CheckpointError> {
+    let model = trainer
+        .model()
+        .ok_or_else(|| err(dir, "the trainer holds no model"))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let tmp = dir.with_file_name(format!(".{name}.partial"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    save_hf_checkpoint(
+        &tmp.join("model"),
+        &model.valid(),
+        export.config,
+        export.tokenizer,
+        export.template,
+    )
+    .map_err(|e| err(&tmp, e))?;
+    FileFormat::new()
+        .record(model.clone().into_record(), tmp.join("trainer"))
+        .map_err(|e| err(&tmp.join("trainer.bin"), e))?;
+    FileFormat::new()
+        .record(trainer.optimizer().to_record(), tmp.join("optimizer"))
+        .map_err(|e| err(&tmp.join("optimizer.bin"), e))?;
+    state["step"] = trainer.step.into();
+    let state_path = tmp.join("state.json");
+    std::fs::write(
+        &state_path,
+        serde_json::to_string_pretty(&state).unwrap_or_default(),
+    )
+    .map_err(|e| err(&state_path, e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| err(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| err(dir, e))
+}
+
+/// Restores `trainer` (weights, optimizer state, step) from `dir`; returns `state.json`.
+pub fn load_checkpoint<B: AutodiffBackend>(
+    dir: &Path,
+    trainer: &mut AgentTrainer<B>,
+    device: &B::Device,
+) -> Result<serde_json::Value, CheckpointError> {
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| err(&state_path, e))?;
+    let state: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(&state_path, format!("not JSON: {e}")))?;
+    let step = state
+        .get("step")
+        .and_then(|s| s.as_u64())
+        .ok_or_else(|| err(&state_path, "no step counter"))? as usize;
+    let model = trainer
+        .model()
+        .ok_or_else(|| err(dir, "the trainer holds no model"))?
+        .clone();
+    let record = FileFormat::new()
+        .load(dir.join("trainer"), device)
+        .map_err(|e| err(&dir.join("trainer.bin"), e))?;
+    let model = model.load_record(record);
+    let optimizer = FileFormat::new()
+        .load(dir.join("optimizer"), device)
+        .map_err(|e| err(&dir.join("optimizer.bin"), e))?;
+    trainer.restore(model, optimizer, step);
+    Ok(state)
+}

@@ -1,0 +1,126 @@
+//! Kill and resume: a learner checkpointed after its first update and restored into a fresh
+//! process-like state continues exactly as the uninterrupted learner does (same metrics, same
+//! weights), and the Hugging Face export in the checkpoint loads back.
+
+use burn::backend::{Autodiff, NdArray};
+use mars2_models::export::hf_tensors;
+use mars2_models::{load_model, Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_rl::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
+use mars2_rl::schedule::LrSchedule;
+use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
+
+type Cpu = NdArray<f32>;
+type Train = Autodiff<Cpu>;
+
+fn config() -> ModelConfig {
+    ModelConfig {
+        architecture: Architecture::Llama,
+        vocab_size: 12,
+        hidden_size: 8,
+        intermediate_size: 12,
+        num_layers: 1,
+        num_heads: 2,
+        num_kv_heads: 1,
+        head_dim: 4,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10000.0,
+        rope_scaling: RopeScaling::None,
+        max_position_embeddings: 32,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        attention_out_bias: false,
+        mlp_bias: false,
+        qk_norm: false,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+    }
+}
+
+fn samples() -> Vec<TrainSample> {
+    (0..6)
+        .map(|i| TrainSample {
+            prompt: vec![1, 2, 3],
+            response: vec![4 + i as u32 % 5, 9, 3 + i as u32 % 3],
+            rollout_logprobs: vec![-2.4, -2.5, -2.3],
+            advantage: if i % 2 == 0 { 1.0 } else { -1.0 },
+            reward: (i % 2 == 0) as u8 as f64,
+            weights_version: 0,
+        })
+        .collect()
+}
+
+fn trainer() -> AgentTrainer<Train> {
+    let device = Default::default();
+    AgentTrainer::new(
+        Transformer::<Train>::random(&config(), &device),
+        TrainerConfig {
+            schedule: LrSchedule {
+                peak: 0.01,
+                warmup_fraction: 0.3,
+                total_steps: 3,
+                floor_fraction: 0.1,
+            },
+            train_batch: 2,
+            grad_clip: 1.0,
+            loss: LossConfig {
+                kl_beta: 0.05,
+                ..LossConfig::default()
+            },
+        },
+        device,
+    )
+}
+
+#[test]
+fn resuming_from_a_checkpoint_continues_exactly() {
+    let mut whole = trainer();
+    whole.push(samples());
+    let expected: Vec<_> = (0..3).map(|_| whole.train_step().unwrap()).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("agent");
+    let mut first = trainer();
+    first.push(samples());
+    let step0 = first.train_step().unwrap();
+    let cfg = config();
+    let export = ExportInfo {
+        config: &cfg,
+        tokenizer: None,
+        template: None,
+    };
+    save_checkpoint(&ckpt, &first, &export, serde_json::json!({"round": 7})).unwrap();
+    drop(first);
+
+    let mut resumed = trainer();
+    let state = load_checkpoint(&ckpt, &mut resumed, &Default::default()).unwrap();
+    assert_eq!(state["round"], 7);
+    assert_eq!(resumed.step, 1);
+    resumed.push(samples().into_iter().skip(2));
+    let rest: Vec<_> = (0..2).map(|_| resumed.train_step().unwrap()).collect();
+
+    let strip = |m: &mars2_rl::StepMetrics| (m.step, m.loss, m.kl, m.grad_norm, m.lr, m.ratio);
+    assert_eq!(strip(&step0), strip(&expected[0]));
+    for (a, b) in rest.iter().zip(&expected[1..]) {
+        assert_eq!(strip(a), strip(b));
+    }
+    assert_eq!(
+        hf_tensors(&resumed.inference_model().unwrap()),
+        hf_tensors(&whole.inference_model().unwrap())
+    );
+    // The export holds the weights of step 1.
+    let exported = load_model::<Cpu>(&ckpt.join("model"), &Default::default()).unwrap();
+    assert_eq!(exported.config.vocab_size, 12);
+}
+
+#[test]
+fn a_missing_or_broken_checkpoint_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = trainer();
+    let err = load_checkpoint(&dir.path().join("none"), &mut t, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("state.json"), "{err}");
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("state.json"), "{\"step\": 1}").unwrap();
+    let err = load_checkpoint(&broken, &mut t, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("trainer.bin"), "{err}");
+}
