@@ -157,12 +157,12 @@ impl BackendTask for TrainTask {
         let mut next_problem = 0;
         let mut before = Vec::new();
         if resume {
-            for i in 0..models.len() {
-                let state = load_checkpoint(&checkpoint_dir(i), &mut trainers[i], &device)?;
+            for (i, trainer) in trainers.iter_mut().enumerate() {
+                let state = load_checkpoint(&checkpoint_dir(i), trainer, &device)?;
                 first_round = state["round"].as_u64().map_or(0, |r| r as usize + 1);
                 next_problem = state["next_problem"].as_u64().unwrap_or(0) as usize;
                 before.push(state["pass_rate_before"].as_f64().unwrap_or(0.0));
-                let weights = trainers[i]
+                let weights = trainer
                     .inference_model()
                     .ok_or_else(|| anyhow!("trainer lost its model"))?;
                 policy.update_weights(i, weights)?;
