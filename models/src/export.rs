@@ -81,16 +81,45 @@ pub fn save_hf_checkpoint<B: Backend>(
     tokenizer: Option<&TextTokenizer>,
     template: Option<&ChatTemplate>,
 ) -> Result<()> {
+    replace_dir_atomically(
+        dir,
+        |p, e| ModelError::io(p, e),
+        |tmp| write_hf_files(tmp, model, config, tokenizer, template),
+    )
+}
+
+/// Fills a fresh `.<name>.partial` sibling of `dir` with `fill`, then moves it into the place
+/// of `dir`, so readers see either the old directory or the whole new one. `io` turns an I/O
+/// failure on a path into the caller's error.
+pub fn replace_dir_atomically<E>(
+    dir: &Path,
+    io: impl Fn(&Path, std::io::Error) -> E,
+    fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "checkpoint".into());
     let tmp = dir.with_file_name(format!(".{name}.partial"));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    fill(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))
+}
 
+/// Writes the checkpoint's files into `tmp`.
+fn write_hf_files<B: Backend>(
+    tmp: &Path,
+    model: &Transformer<B>,
+    config: &ModelConfig,
+    tokenizer: Option<&TextTokenizer>,
+    template: Option<&ChatTemplate>,
+) -> Result<()> {
     let tensors = hf_tensors(model);
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
@@ -101,7 +130,7 @@ pub fn save_hf_checkpoint<B: Backend>(
         .map(|(n, shape, data)| {
             TensorView::new(Dtype::F32, shape.clone(), data)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| ModelError::io(&tmp, std::io::Error::other(e.to_string())))
+                .map_err(|e| ModelError::io(tmp, std::io::Error::other(e.to_string())))
         })
         .collect::<Result<_>>()?;
     let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
@@ -133,8 +162,5 @@ pub fn save_hf_checkpoint<B: Backend>(
             .unwrap_or_default(),
         )?;
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))
+    Ok(())
 }

@@ -13,6 +13,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder as _};
 use burn::tensor::backend::AutodiffBackend;
+use mars2_models::export::replace_dir_atomically;
 use mars2_models::{save_hf_checkpoint, ChatTemplate, ModelConfig, TextTokenizer};
 
 use crate::trainer::AgentTrainer;
@@ -51,40 +52,29 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     let model = trainer
         .model()
         .ok_or_else(|| err(dir, "the trainer holds no model"))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    let tmp = dir.with_file_name(format!(".{name}.partial"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
-    save_hf_checkpoint(
-        &tmp.join("model"),
-        &model.valid(),
-        export.config,
-        export.tokenizer,
-        export.template,
-    )
-    .map_err(|e| err(&tmp, e))?;
-    FileFormat::new()
-        .record(model.clone().into_record(), tmp.join("trainer"))
-        .map_err(|e| err(&tmp.join("trainer.bin"), e))?;
-    FileFormat::new()
-        .record(trainer.optimizer().to_record(), tmp.join("optimizer"))
-        .map_err(|e| err(&tmp.join("optimizer.bin"), e))?;
     state["step"] = trainer.step.into();
-    let state_path = tmp.join("state.json");
-    std::fs::write(
-        &state_path,
-        serde_json::to_string_pretty(&state).unwrap_or_default(),
-    )
-    .map_err(|e| err(&state_path, e))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| err(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| err(dir, e))
+    replace_dir_atomically(dir, err, |tmp| {
+        save_hf_checkpoint(
+            &tmp.join("model"),
+            &model.valid(),
+            export.config,
+            export.tokenizer,
+            export.template,
+        )
+        .map_err(|e| err(tmp, e))?;
+        FileFormat::new()
+            .record(model.clone().into_record(), tmp.join("trainer"))
+            .map_err(|e| err(&tmp.join("trainer.bin"), e))?;
+        FileFormat::new()
+            .record(trainer.optimizer().to_record(), tmp.join("optimizer"))
+            .map_err(|e| err(&tmp.join("optimizer.bin"), e))?;
+        let state_path = tmp.join("state.json");
+        std::fs::write(
+            &state_path,
+            serde_json::to_string_pretty(&state).unwrap_or_default(),
+        )
+        .map_err(|e| err(&state_path, e))
+    })
 }
 
 /// Restores `trainer` (weights, optimizer state, step) from `dir`; returns `state.json`.

@@ -214,5 +214,5 @@ pub fn sequence_loss_reference(
         }
         _ => 0.0,
     };
-    policy + config.kl_beta * kl * terms.reference.is_some() as u8 as f64
+    policy + config.kl_beta * kl
 }

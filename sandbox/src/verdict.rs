@@ -33,6 +33,26 @@ impl VerdictKind {
         VerdictKind::SandboxFailure,
     ];
 
+    /// Reward of a run of this kind: 1 when accepted, 0 for any failure of the program,
+    /// `None` when the sandbox could not judge it.
+    pub fn reward(self) -> Option<f64> {
+        match self {
+            VerdictKind::Accepted => Some(1.0),
+            VerdictKind::SandboxFailure => None,
+            _ => Some(0.0),
+        }
+    }
+
+    /// Partial credit `passed / total` of a run of this kind, `None` for sandbox failures.
+    pub fn partial_credit(self, passed: usize, total: usize) -> Option<f64> {
+        match self {
+            VerdictKind::SandboxFailure => None,
+            VerdictKind::Accepted => Some(1.0),
+            _ if total == 0 => Some(0.0),
+            _ => Some(passed as f64 / total as f64),
+        }
+    }
+
     /// Short human-readable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,22 +154,13 @@ impl Verdict {
     /// Reward of the run: 1 when accepted, 0 for any failure of the program, and `None`
     /// when the sandbox could not judge it (never count that as a pass or a fail).
     pub fn reward(&self) -> Option<f64> {
-        match self.kind {
-            VerdictKind::Accepted => Some(1.0),
-            VerdictKind::SandboxFailure => None,
-            _ => Some(0.0),
-        }
+        self.kind.reward()
     }
 
     /// Partial credit `passed / total` (tests up to the first failure), `None` for sandbox
     /// failures.
     pub fn partial_credit(&self) -> Option<f64> {
-        match self.kind {
-            VerdictKind::SandboxFailure => None,
-            VerdictKind::Accepted => Some(1.0),
-            _ if self.total == 0 => Some(0.0),
-            _ => Some(self.passed as f64 / self.total as f64),
-        }
+        self.kind.partial_credit(self.passed, self.total)
     }
 
     /// Whether the program passed every test.

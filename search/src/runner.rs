@@ -18,7 +18,7 @@ use crate::policy::{Policy, PolicyRequest};
 use crate::prompts::build_messages;
 use crate::scorer::Scorer;
 use crate::select::{eligible_agents, pick_agent, SearchState};
-use crate::tree::{Node, NodeId, Tree};
+use crate::tree::{Generation, Judgement, Node, NodeId, Tree};
 
 /// What a search needs besides the problem.
 #[derive(Clone, Copy)]
@@ -126,14 +126,7 @@ fn make_node(
     seed: u64,
 ) -> Result<Node> {
     let config = ctx.config;
-    let spec = &ctx.team[agent];
-    let messages = build_messages(problem, tree, parent, spec, config.context, config.feedback);
-    let generation = ctx.policy.generate(PolicyRequest {
-        model: spec.model,
-        group,
-        messages: &messages,
-        seed,
-    })?;
+    let generation = ask(ctx, problem, tree, parent, agent, group, seed)?;
     let judged = judge_answer(
         ctx.sandbox,
         problem,
@@ -141,11 +134,7 @@ fn make_node(
         config.guide_tests,
         config.score_hidden,
     );
-    let base = if config.partial_credit {
-        judged.guide.partial_credit()
-    } else {
-        judged.guide.reward()
-    };
+    let base = guide_reward(config, &judged.guide);
     let score = match (ctx.scorer, &judged.code) {
         (Some(scorer), Some(code)) => Some(scorer.score(problem, code).clamp(0.0, 1.0)),
         (Some(_), None) => Some(0.0),
@@ -161,15 +150,47 @@ fn make_node(
     Ok(node)
 }
 
+/// Asks `agent` for a child of `parent`.
+fn ask(
+    ctx: &SearchContext<'_>,
+    problem: &Problem,
+    tree: &Tree,
+    parent: NodeId,
+    agent: usize,
+    group: u64,
+    seed: u64,
+) -> Result<Generation> {
+    let spec = &ctx.team[agent];
+    let messages = build_messages(
+        problem,
+        tree,
+        parent,
+        spec,
+        ctx.config.context,
+        ctx.config.feedback,
+    );
+    ctx.policy.generate(PolicyRequest {
+        model: spec.model,
+        group,
+        messages: &messages,
+        seed,
+    })
+}
+
+/// A node's reward on its guiding tests: all-or-nothing, or partial credit when configured;
+/// `None` when the grader could not run.
+fn guide_reward(config: &SearchConfig, guide: &Judgement) -> Option<f64> {
+    if config.partial_credit {
+        guide.partial_credit()
+    } else {
+        guide.reward()
+    }
+}
+
 /// The reward the search observes for a node: its guide reward, blended with the scorer's
 /// score when configured; `None` when the grader could not run.
 fn observed_reward(config: &SearchConfig, node: &Node) -> Option<f64> {
-    let judgement = node.guide.as_ref()?;
-    let base = if config.partial_credit {
-        judgement.partial_credit()
-    } else {
-        judgement.reward()
-    }?;
+    let base = guide_reward(config, node.guide.as_ref()?)?;
     Some(match (config.blend_alpha, node.score) {
         (Some(alpha), Some(score)) => alpha * base + (1.0 - alpha) * score,
         _ => base,
@@ -206,21 +227,7 @@ pub fn fresh_samples(
             .map(|&(agent, seed)| {
                 let tree = &tree;
                 scope.spawn(move || -> Result<FreshSample> {
-                    let spec = &ctx.team[agent];
-                    let messages = build_messages(
-                        problem,
-                        tree,
-                        Tree::ROOT,
-                        spec,
-                        ctx.config.context,
-                        ctx.config.feedback,
-                    );
-                    let generation = ctx.policy.generate(PolicyRequest {
-                        model: spec.model,
-                        group,
-                        messages: &messages,
-                        seed,
-                    })?;
+                    let generation = ask(ctx, problem, tree, Tree::ROOT, agent, group, seed)?;
                     let judged = judge_answer(
                         ctx.sandbox,
                         problem,

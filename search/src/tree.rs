@@ -31,22 +31,13 @@ impl Judgement {
     /// 1 when every test passed, 0 for any failure of the program, `None` when the grader
     /// could not run.
     pub fn reward(&self) -> Option<f64> {
-        match self.kind {
-            VerdictKind::Accepted => Some(1.0),
-            VerdictKind::SandboxFailure => None,
-            _ => Some(0.0),
-        }
+        self.kind.reward()
     }
 
     /// Tests passed before the first failure over tests run, `None` when the grader could
     /// not run.
     pub fn partial_credit(&self) -> Option<f64> {
-        match self.kind {
-            VerdictKind::Accepted => Some(1.0),
-            VerdictKind::SandboxFailure => None,
-            _ if self.total == 0 => Some(0.0),
-            _ => Some(self.passed as f64 / self.total as f64),
-        }
+        self.kind.partial_credit(self.passed, self.total)
     }
 }
 
