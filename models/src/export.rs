@@ -112,8 +112,9 @@ pub fn replace_dir_atomically<E>(
     std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))
 }
 
-/// Writes the checkpoint's files into `tmp`.
-fn write_hf_files<B: Backend>(
+/// Writes a checkpoint's files (safetensors, config.json, tokenizer, chat template) into `tmp`,
+/// an existing directory; [`save_hf_checkpoint`] wraps it in an atomic replacement.
+pub fn write_hf_files<B: Backend>(
     tmp: &Path,
     model: &Transformer<B>,
     config: &ModelConfig,

@@ -8,6 +8,10 @@
 //! - [`logprobs`]: response log-probs as gather − logsumexp on the model the engine runs.
 //! - [`checkpoint`]: atomic per-agent checkpoints (Hugging Face export, weights and
 //!   optimizer state for exact resume).
+//! - [`reward_model`]: the learned scorer of T+ (a frozen transformer's pooled features and
+//!   a logistic head trained on programs that passed or failed).
+//! - [`sft`]: supervised fine-tuning on (prompt, response) pairs, to make a second agent
+//!   with weights of its own.
 //! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
 //!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
 
@@ -15,8 +19,10 @@ pub mod checkpoint;
 pub mod grad_norm;
 pub mod logprobs;
 pub mod loss;
+pub mod reward_model;
 pub mod samples;
 pub mod schedule;
+pub mod sft;
 pub mod shaping;
 pub mod trainer;
 

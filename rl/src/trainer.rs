@@ -60,10 +60,23 @@ pub struct StepMetrics {
     pub lr: f64,
     pub mean_reward: f64,
     pub mean_advantage: f64,
+    /// Updates between the weights that generated a sample and the weights it trains
+    /// (mean and largest over the batch).
+    pub staleness_mean: f64,
+    pub staleness_max: u64,
     pub seconds: f64,
 }
 
-type Adam<B> = OptimizerAdaptor<AdamW, Transformer<B>, B>;
+pub(crate) type Adam<B> = OptimizerAdaptor<AdamW, Transformer<B>, B>;
+
+/// AdamW with β = (0.9, 0.95) and no weight decay, the optimizer of every learner.
+pub(crate) fn adamw<B: AutodiffBackend>() -> Adam<B> {
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_weight_decay(0.0)
+        .init::<B, Transformer<B>>()
+}
 
 /// The learner of one agent.
 pub struct AgentTrainer<B: AutodiffBackend> {
@@ -73,6 +86,9 @@ pub struct AgentTrainer<B: AutodiffBackend> {
     pub config: TrainerConfig,
     /// Updates done.
     pub step: usize,
+    /// The version of these weights as the engine serves them (the caller sets it after each
+    /// hand-off); a sample's staleness is this minus the version that generated it.
+    pub weights_version: u64,
     buffer: VecDeque<TrainSample>,
     device: B::Device,
 }
@@ -82,17 +98,14 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
     /// KL term is on).
     pub fn new(model: Transformer<B>, config: TrainerConfig, device: B::Device) -> Self {
         let reference = (config.loss.kl_beta > 0.0).then(|| model.valid());
-        let optimizer = AdamWConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.95)
-            .with_weight_decay(0.0)
-            .init::<B, Transformer<B>>();
+        let optimizer = adamw::<B>();
         AgentTrainer {
             model: Some(model),
             reference,
             optimizer,
             config,
             step: 0,
+            weights_version: 0,
             buffer: VecDeque::new(),
             device,
         }
@@ -188,6 +201,9 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
             m.vetoed += stats.vetoed as usize;
             m.mean_reward += sample.reward / n;
             m.mean_advantage += sample.advantage / n;
+            let staleness = self.weights_version.saturating_sub(sample.weights_version);
+            m.staleness_mean += staleness as f64 / n;
+            m.staleness_max = m.staleness_max.max(staleness);
         }
         let mut grads = accumulator.grads();
         m.grad_norm = clip_global_norm::<B, _>(&model, &mut grads, self.config.grad_clip);

@@ -126,6 +126,11 @@ impl<B: Backend> EnginePolicy<B> {
         Ok(version)
     }
 
+    /// The weights version model `model` generates with now.
+    pub fn weights_version(&self, model: usize) -> Result<u64> {
+        Ok(self.served(model)?.weights_version.load(Ordering::SeqCst))
+    }
+
     /// The prompt token ids of `messages` for model `model`.
     pub fn encode(&self, model: usize, messages: &[ChatMessage]) -> Result<Vec<u32>> {
         let served = self.served(model)?;

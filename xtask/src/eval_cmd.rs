@@ -17,10 +17,11 @@ use mars2_search::diversity::distinct_algorithms;
 use mars2_search::records::{ProblemRecord, RunDir, REPORT_FILE, SUMMARY_FILE};
 use mars2_search::report::{render_report, ReportInput};
 use mars2_search::runner::{run_problems, ProblemRun, SearchContext};
-use mars2_search::{problem_metrics, summarize, AgentSpec, Summary};
+use mars2_search::{problem_metrics, summarize, AgentSpec, Scorer, Summary};
 use serde_json::json;
 
 use crate::benchmark::{load_benchmark, parse_split, Benchmark};
+use crate::rm_cmd::load_reward_model;
 use crate::team::{load_policy, resolve_models, team_of, ModelArg};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -84,6 +85,12 @@ pub struct EvalArgs {
     /// K of DA@K: correct programs clustered per problem.
     #[arg(long, default_value_t = 8)]
     pub da_k: usize,
+    /// A reward model written by `cargo xtask train-rm`: breaks ties in the final pick.
+    #[arg(long, value_name = "FILE")]
+    pub reward_model: Option<PathBuf>,
+    /// Blend the reward model into the rewards the search sees: α·tests + (1 − α)·model.
+    #[arg(long, value_name = "A", requires = "reward_model")]
+    pub blend_alpha: Option<f64>,
 }
 
 impl EvalArgs {
@@ -96,6 +103,7 @@ impl EvalArgs {
         }
         config.stop_on_pass = !self.no_stop_on_pass;
         config.seed = self.seed;
+        config.blend_alpha = self.blend_alpha;
         config
     }
 
@@ -120,6 +128,7 @@ impl EvalArgs {
             "samples": self.samples,
             "sampling": self.sampling(),
             "da_k": self.da_k,
+            "reward_model": self.reward_model,
         })
     }
 }
@@ -193,12 +202,16 @@ impl BackendTask for EvalTask {
         let team = team_of(&models, args.multi_role);
         let agent_names: Vec<String> = team.iter().map(|a| a.name.clone()).collect();
         let config = args.search_config();
+        let reward_model = match &args.reward_model {
+            Some(path) => Some(load_reward_model::<B>(path, &device)?),
+            None => None,
+        };
         let ctx = SearchContext {
             config: &config,
             team: &team,
             policy: &policy,
             sandbox: &sandbox,
-            scorer: None,
+            scorer: reward_model.as_ref().map(|m| m as &dyn Scorer),
         };
         ctx.validate()?;
 

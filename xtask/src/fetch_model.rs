@@ -124,8 +124,12 @@ pub fn ensure_fetched(model: &RegisteredModel) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// Resolves a `--model` argument: a registered name (fetched on first use) or a path.
+/// Resolves a `--model` argument: a registered name (fetched on first use), the fine-tuned
+/// `smollm2-135m-mbpp-sft` (made on first use) or a path.
 pub fn resolve_model_arg(arg: &str) -> Result<PathBuf> {
+    if arg == crate::sft_cmd::SFT_MODEL {
+        return crate::sft_cmd::ensure_sft_model();
+    }
     match registry::resolve(arg) {
         Ok(path) => Ok(path),
         Err(model) => ensure_fetched(model),

@@ -8,10 +8,16 @@ mod fetch_model;
 mod generate_cmd;
 mod logits_cmd;
 mod model_task;
+mod plot_cmd;
+mod plots;
+mod rm_cmd;
+mod sft_cmd;
 mod team;
 mod test_cmd;
 mod train_cmd;
 mod train_config;
+mod train_rollout;
+mod train_round;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,6 +48,12 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Grow search trees on a benchmark and write summary.json, trees.jsonl, report.html.
     Eval(eval_cmd::EvalArgs),
+    /// Redraw a training run's plots/*.png from its metrics.jsonl.
+    Plot(plot_cmd::PlotArgs),
+    /// Train the T+ reward model from search trees (rollouts.jsonl, trees.jsonl).
+    TrainRm(rm_cmd::TrainRmArgs),
+    /// Fine-tune a model on MBPP reference solutions (makes smollm2-135m-mbpp-sft).
+    Sft(sft_cmd::SftArgs),
     /// Fetch the reference model, then run every test of the workspace.
     Test(test_cmd::TestArgs),
 }
@@ -69,5 +81,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sandbox(args) => cmd_sandbox::run(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Train(args) => train_cmd::run(args),
+        Command::Sft(args) => sft_cmd::run(args),
+        Command::TrainRm(args) => rm_cmd::run(args),
+        Command::Plot(args) => plot_cmd::run(args),
     }
 }

@@ -2,13 +2,14 @@
 //! problems, then alternates rollout (search trees over MBPP train problems, judged in the
 //! sandbox) and per-agent updates (shaping, tree-group advantages, GSPO/GRPO, AdamW), hands
 //! new weights to the engine after every step, evaluates again and prints a before/after
-//! table. Writes `metrics.jsonl`, `summary.json` and per-agent Hugging Face checkpoints to
-//! the run directory.
+//! table. With `train.max_staleness` ≥ 1 the next round's trees grow while the current
+//! round trains. Writes `metrics.jsonl`, `rollouts.jsonl`, `plots/*.png`, `summary.json` and
+//! per-agent checkpoints to the run directory.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,18 +20,18 @@ use mars2_engine::{run_on, BackendTask, DeviceKind, EngineConfig, SamplingParams
 use mars2_models::{load_model, ChatTemplate, TextTokenizer};
 use mars2_rl::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
 use mars2_rl::schedule::LrSchedule;
-use mars2_rl::{
-    tree_samples, AgentTrainer, LossConfig, LossKind, ShapingConfig, TrainSample, TrainerConfig,
-};
+use mars2_rl::{AgentTrainer, LossConfig, LossKind, TrainerConfig};
 use mars2_sandbox::{Problem, Sandbox, Split};
-use mars2_search::config::{AgentSpec, Method, SearchConfig};
-use mars2_search::runner::{run_problems, ProblemRun, SearchContext};
-use mars2_search::{EnginePolicy, Tree};
 use serde_json::json;
 
 use crate::benchmark::{load_benchmark, Benchmark};
+use crate::plots::write_training_plots;
 use crate::team::{load_policy, resolve_models, team_of, ModelArg};
 use crate::train_config::{Algorithm, TrainConfig};
+use crate::train_rollout::{append_rollouts, evaluate, rollout, ROLLOUTS_FILE};
+use crate::train_round::{
+    keep_rounds_before, round_problems, RoundContext, RoundRollout, METRICS_FILE,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -154,18 +155,16 @@ impl BackendTask for TrainTask {
 
         let checkpoint_dir = |i: usize| config.out.join("checkpoints").join(&models[i].name);
         let mut first_round = 0;
-        let mut next_problem = 0;
         let mut before = Vec::new();
         if resume {
             for (i, trainer) in trainers.iter_mut().enumerate() {
                 let state = load_checkpoint(&checkpoint_dir(i), trainer, &device)?;
                 first_round = state["round"].as_u64().map_or(0, |r| r as usize + 1);
-                next_problem = state["next_problem"].as_u64().unwrap_or(0) as usize;
                 before.push(state["pass_rate_before"].as_f64().unwrap_or(0.0));
                 let weights = trainer
                     .inference_model()
                     .ok_or_else(|| anyhow!("trainer lost its model"))?;
-                policy.update_weights(i, weights)?;
+                trainer.weights_version = policy.update_weights(i, weights)?;
             }
             eprintln!("resuming at round {first_round}");
         } else {
@@ -179,12 +178,14 @@ impl BackendTask for TrainTask {
                 &config,
             )?;
         }
-        let metrics_path = config.out.join("metrics.jsonl");
+        let metrics_path = config.out.join(METRICS_FILE);
+        let rollouts_path = config.out.join(ROLLOUTS_FILE);
+        for path in [&metrics_path, &rollouts_path] {
+            keep_rounds_before(path, if resume { first_round } else { 0 })?;
+        }
         let mut metrics_file = OpenOptions::new()
             .create(true)
-            .append(resume)
-            .write(true)
-            .truncate(!resume)
+            .append(true)
             .open(&metrics_path)
             .with_context(|| format!("opening {}", metrics_path.display()))?;
         let progress = ProgressBar::new(config.train.rounds as u64);
@@ -194,93 +195,79 @@ impl BackendTask for TrainTask {
                 .progress_chars("=> "),
         );
         progress.set_position(first_round as u64);
-        for round in first_round..config.train.rounds {
-            let problems: Vec<&Problem> = (0..config.train.problems_per_round)
-                .map(|i| &train[(next_problem + i) % train.len()])
-                .collect();
-            next_problem += problems.len();
-            progress.set_message("rollout");
-            let rollout_started = Instant::now();
-            let trees = rollout(&policy, &team, &problems, &sandbox, &config, round as u64)?;
-            let rollout_seconds = rollout_started.elapsed().as_secs_f64();
-            let tokens: usize = trees
-                .iter()
-                .flat_map(|t| t.generated())
-                .map(|n| n.generation.as_ref().map_or(0, |g| g.response_len))
-                .sum();
-            let shaping = ShapingConfig {
-                gamma: if config.algorithm == Algorithm::Grpo {
-                    0.0
-                } else {
-                    config.shaping.gamma
-                },
-                lambda: config.shaping.lambda,
-                overlong: None,
-                dynamic_filtering: config.shaping.dynamic_filtering,
+        let rounds = first_round..config.train.rounds;
+        let grow = |round: usize| -> Result<RoundRollout> {
+            let problems = round_problems(&train, config.train.problems_per_round, round);
+            let started = Instant::now();
+            let runs = rollout(&policy, &team, &problems, &sandbox, &config, round as u64)?;
+            Ok(RoundRollout {
+                round,
+                runs,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        };
+        std::thread::scope(|scope| -> Result<()> {
+            // With max_staleness = k ≥ 1, a producer grows trees up to k rounds ahead of
+            // training (k − 1 finished rounds queued plus the one being grown).
+            let ahead = if config.train.max_staleness > 0 {
+                let (tx, rx) = sync_channel(config.train.max_staleness - 1);
+                let rounds = rounds.clone();
+                let grow = &grow;
+                scope.spawn(move || {
+                    for round in rounds {
+                        let grown = grow(round);
+                        let failed = grown.is_err();
+                        if tx.send(grown).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                Some(rx)
+            } else {
+                None
             };
-            let mut per_model: Vec<Vec<TrainSample>> = vec![Vec::new(); models.len()];
-            for tree in &trees {
-                for (model, sample) in tree_samples(tree, &team, &shaping) {
-                    per_model[model].push(sample);
-                }
-            }
-            for (model, samples) in per_model.into_iter().enumerate() {
-                let rewards: Vec<f64> = samples.iter().map(|s| s.reward).collect();
-                let pass_rate = if rewards.is_empty() {
-                    0.0
-                } else {
-                    rewards.iter().sum::<f64>() / rewards.len() as f64
+            for round in rounds.clone() {
+                progress.set_message("rollout");
+                let grown = match &ahead {
+                    Some(rx) => rx
+                        .recv()
+                        .map_err(|_| anyhow!("the rollout thread stopped"))??,
+                    None => grow(round)?,
                 };
-                trainers[model].push(samples);
-                while trainers[model].ready() {
-                    progress.set_message(format!("training {}", models[model].name));
-                    let Some(step) = trainers[model].train_step() else {
-                        break;
-                    };
-                    let weights = trainers[model]
-                        .inference_model()
-                        .ok_or_else(|| anyhow!("trainer lost its model"))?;
-                    let version = policy.update_weights(model, weights)?;
-                    let line = json!({
-                        "round": round,
-                        "agent": models[model].name,
-                        "weights_version": version,
-                        "rollout_pass_rate": pass_rate,
-                        "rollout_tokens": tokens,
-                        "rollout_tokens_per_second": tokens as f64 / rollout_seconds.max(1e-9),
-                        "metrics": step,
-                    });
+                append_rollouts(&config.out, round, &grown.runs)?;
+                let round_metrics = RoundContext {
+                    config: &config,
+                    models: &models,
+                    team: &team,
+                    policy: &policy,
+                    progress: &progress,
+                };
+                round_metrics.train(grown, &mut trainers, &mut |line| {
                     writeln!(metrics_file, "{line}")
                         .and_then(|_| metrics_file.flush())
-                        .with_context(|| format!("writing {}", metrics_path.display()))?;
-                    progress.suspend(|| eprintln!(
-                        "round {round} {}: step {} loss {:+.4} kl {:.5} grad-norm {:.3} lr {:.2e} reward {:.3}",
-                        models[model].name,
-                        step.step,
-                        step.loss,
-                        step.kl,
-                        step.grad_norm,
-                        step.lr,
-                        step.mean_reward
-                    ));
+                        .with_context(|| format!("writing {}", metrics_path.display()))
+                })?;
+                for i in 0..models.len() {
+                    let export = ExportInfo {
+                        config: &text[i].config,
+                        tokenizer: text[i].tokenizer.as_ref(),
+                        template: text[i].template.as_ref(),
+                    };
+                    let state = json!({
+                        "round": round,
+                        "pass_rate_before": before[i],
+                    });
+                    save_checkpoint(&checkpoint_dir(i), &trainers[i], &export, state)?;
                 }
+                progress.inc(1);
             }
-            for i in 0..models.len() {
-                let export = ExportInfo {
-                    config: &text[i].config,
-                    tokenizer: text[i].tokenizer.as_ref(),
-                    template: text[i].template.as_ref(),
-                };
-                let state = json!({
-                    "round": round,
-                    "next_problem": next_problem,
-                    "pass_rate_before": before[i],
-                });
-                save_checkpoint(&checkpoint_dir(i), &trainers[i], &export, state)?;
-            }
-            progress.inc(1);
-        }
+            Ok(())
+        })?;
         progress.finish_and_clear();
+        match write_training_plots(&metrics_path, &config.out.join("plots")) {
+            Ok(paths) => eprintln!("wrote {} plots", paths.len()),
+            Err(e) => eprintln!("warning: no plots: {e:#}"),
+        }
 
         let after = evaluate(
             &mut policy,
@@ -343,8 +330,9 @@ fn algorithm_name(a: Algorithm) -> &'static str {
 
 fn trainer_config(config: &TrainConfig) -> TrainerConfig {
     let t = &config.train;
+    // Each agent gets about its share of the round's nodes.
     let steps_per_round = (config.train.problems_per_round * config.search.budget)
-        .div_ceil(t.train_batch.max(1))
+        .div_ceil(t.train_batch.max(1) * config.agents.len().max(1))
         .max(1);
     TrainerConfig {
         schedule: LrSchedule {
@@ -366,115 +354,4 @@ fn trainer_config(config: &TrainConfig) -> TrainerConfig {
             ..LossConfig::default()
         },
     }
-}
-
-/// Grows one training tree per problem (all tests guide; the tree always reaches its budget).
-fn rollout<B: Backend>(
-    policy: &EnginePolicy<B>,
-    team: &[AgentSpec],
-    problems: &[&Problem],
-    sandbox: &Sandbox,
-    config: &TrainConfig,
-    round: u64,
-) -> Result<Vec<Tree>> {
-    let method = match config.algorithm {
-        Algorithm::Grpo => Method::Sample,
-        Algorithm::Mars2 | Algorithm::Mars2Heter => Method::Abmcts,
-    };
-    let mut search = SearchConfig::for_training(method, config.search.budget);
-    search.seed = config.seed.wrapping_mul(1_000_003).wrapping_add(round);
-    search.context = config
-        .search
-        .context
-        .parse()
-        .map_err(|e: String| anyhow!("search.context: {e}"))?;
-    search.agent_choice = config
-        .search
-        .agent_choice
-        .parse()
-        .map_err(|e: String| anyhow!("search.agent_choice: {e}"))?;
-    let ctx = SearchContext {
-        config: &search,
-        team,
-        policy,
-        sandbox,
-        scorer: None,
-    };
-    ctx.validate()?;
-    collect(&ctx, problems, config.search.concurrency)
-        .map(|runs| runs.into_iter().map(|r| r.tree).collect())
-}
-
-/// Runs `problems` and returns their runs in order, or the first error.
-fn collect(
-    ctx: &SearchContext<'_>,
-    problems: &[&Problem],
-    concurrency: usize,
-) -> Result<Vec<ProblemRun>> {
-    let results: Mutex<Vec<Option<mars2_search::Result<ProblemRun>>>> =
-        Mutex::new((0..problems.len()).map(|_| None).collect());
-    run_problems(ctx, problems, 0, concurrency, &|_| {}, &|i, r| {
-        if let Ok(mut v) = results.lock() {
-            v[i] = Some(r);
-        }
-    });
-    results
-        .into_inner()
-        .map_err(|_| anyhow!("results lock poisoned"))?
-        .into_iter()
-        .map(|r| {
-            r.ok_or_else(|| anyhow!("a problem did not finish"))?
-                .map_err(Into::into)
-        })
-        .collect()
-}
-
-/// Held-out pass rate of each model: `eval.samples` fresh answers per problem, judged on the
-/// hidden tests.
-fn evaluate<B: Backend>(
-    policy: &mut EnginePolicy<B>,
-    models: &[ModelArg],
-    problems: &[Problem],
-    eval_params: &SamplingParams,
-    rollout_params: &SamplingParams,
-    sandbox: &Sandbox,
-    config: &TrainConfig,
-) -> Result<Vec<f64>> {
-    let mut rates = Vec::new();
-    let refs: Vec<&Problem> = problems.iter().collect();
-    for (i, m) in models.iter().enumerate() {
-        policy.set_sampling(i, eval_params.clone())?;
-        let team = [AgentSpec::new(m.name.clone(), i)];
-        let mut search = SearchConfig::for_eval(Method::Sample, config.eval.samples.max(1));
-        search.stop_on_pass = false;
-        search.seed = config.seed;
-        let ctx = SearchContext {
-            config: &search,
-            team: &team,
-            policy: &*policy,
-            sandbox,
-            scorer: None,
-        };
-        eprintln!(
-            "evaluating {} on {} held-out problems",
-            m.name,
-            problems.len()
-        );
-        let runs = collect(
-            &ctx,
-            &refs,
-            config.search.concurrency.max(problems.len().min(16)),
-        )?;
-        let (passed, total) = runs
-            .iter()
-            .flat_map(|r| r.tree.generated())
-            .fold((0, 0), |(p, t), n| (p + n.passes_hidden() as usize, t + 1));
-        rates.push(if total == 0 {
-            0.0
-        } else {
-            passed as f64 / total as f64
-        });
-        policy.set_sampling(i, rollout_params.clone())?;
-    }
-    Ok(rates)
 }

@@ -62,6 +62,8 @@ pub struct SearchSection {
     pub agent_choice: String,
     /// Trees grown at once.
     pub concurrency: usize,
+    /// Reward = fraction of tests passed instead of all-or-nothing.
+    pub partial_credit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +92,10 @@ pub struct TrainSection {
     pub loss: String,
     pub clip: f64,
     pub kl_beta: f64,
+    /// How many rounds the rollout may run ahead of training: 0 alternates rollout and
+    /// training; 1 grows round r+1's trees while round r trains (samples are then up to one
+    /// round of updates stale, which the truncated importance weights correct for).
+    pub max_staleness: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,8 +124,11 @@ pub struct EngineSection {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            algorithm: Algorithm::Mars2,
-            agents: vec!["smollm2-135m-instruct".into()],
+            algorithm: Algorithm::Mars2Heter,
+            agents: vec![
+                "smollm2-135m-instruct".into(),
+                "smollm2-135m-mbpp-sft".into(),
+            ],
             multi_role: false,
             device: "cpu".into(),
             seed: 0,
@@ -151,6 +160,7 @@ impl Default for SearchSection {
             context: "parent".into(),
             agent_choice: "thompson".into(),
             concurrency: 4,
+            partial_credit: true,
         }
     }
 }
@@ -178,6 +188,7 @@ impl Default for TrainSection {
             loss: "gspo".into(),
             clip: 0.2,
             kl_beta: 1e-3,
+            max_staleness: 1,
         }
     }
 }
@@ -227,6 +238,9 @@ impl TrainConfig {
         if self.algorithm == Algorithm::Mars2Heter && self.agents.len() < 2 {
             bail!("algorithm mars2-heter needs two or more agents with different weights");
         }
+        if self.algorithm == Algorithm::Mars2 && self.agents.len() > 1 {
+            bail!("algorithm mars2 trains one agent (multi_role for two roles); use mars2-heter for a team");
+        }
         if self.search.budget == 0 || self.train.train_batch == 0 || self.train.rounds == 0 {
             bail!("search.budget, train.train_batch and train.rounds must be at least 1");
         }
@@ -259,7 +273,7 @@ mod tests {
         let err = toml::from_str::<TrainConfig>("[train]\nlearning_rate = 1.0").unwrap_err();
         assert!(err.to_string().contains("learning_rate"));
         let heter = TrainConfig {
-            algorithm: Algorithm::Mars2Heter,
+            agents: vec!["smollm2-135m-instruct".into()],
             ..TrainConfig::default()
         };
         assert!(heter

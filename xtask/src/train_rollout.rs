@@ -1,0 +1,154 @@
+//! The two kinds of generation of `cargo xtask train`: rollout trees over training problems
+//! (judged on all their tests, growing to the full budget) and the held-out evaluation
+//! (fresh answers judged on the hidden tests), plus the rollout log `rollouts.jsonl`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, Context, Result};
+use burn::tensor::backend::Backend;
+use mars2_engine::SamplingParams;
+use mars2_sandbox::{Problem, Sandbox};
+use mars2_search::config::{AgentSpec, Method, SearchConfig};
+use mars2_search::runner::{run_problems, ProblemRun, SearchContext};
+use mars2_search::EnginePolicy;
+use serde_json::json;
+
+use crate::team::ModelArg;
+use crate::train_config::{Algorithm, TrainConfig};
+
+/// The rollout log of a run directory: one line per tree.
+pub const ROLLOUTS_FILE: &str = "rollouts.jsonl";
+
+/// Grows one training tree per problem (all tests guide; the tree always reaches its budget).
+pub fn rollout<B: Backend>(
+    policy: &EnginePolicy<B>,
+    team: &[AgentSpec],
+    problems: &[&Problem],
+    sandbox: &Sandbox,
+    config: &TrainConfig,
+    round: u64,
+) -> Result<Vec<ProblemRun>> {
+    let method = match config.algorithm {
+        Algorithm::Grpo => Method::Sample,
+        Algorithm::Mars2 | Algorithm::Mars2Heter => Method::Abmcts,
+    };
+    let mut search = SearchConfig::for_training(method, config.search.budget);
+    search.partial_credit = config.search.partial_credit;
+    search.seed = config.seed.wrapping_mul(1_000_003).wrapping_add(round);
+    search.context = config
+        .search
+        .context
+        .parse()
+        .map_err(|e: String| anyhow!("search.context: {e}"))?;
+    search.agent_choice = config
+        .search
+        .agent_choice
+        .parse()
+        .map_err(|e: String| anyhow!("search.agent_choice: {e}"))?;
+    let ctx = SearchContext {
+        config: &search,
+        team,
+        policy,
+        sandbox,
+        scorer: None,
+    };
+    ctx.validate()?;
+    collect(&ctx, problems, config.search.concurrency)
+}
+
+/// Runs `problems` and returns their runs in order, or the first error.
+fn collect(
+    ctx: &SearchContext<'_>,
+    problems: &[&Problem],
+    concurrency: usize,
+) -> Result<Vec<ProblemRun>> {
+    let results: Mutex<Vec<Option<mars2_search::Result<ProblemRun>>>> =
+        Mutex::new((0..problems.len()).map(|_| None).collect());
+    run_problems(ctx, problems, 0, concurrency, &|_| {}, &|i, r| {
+        if let Ok(mut v) = results.lock() {
+            v[i] = Some(r);
+        }
+    });
+    results
+        .into_inner()
+        .map_err(|_| anyhow!("results lock poisoned"))?
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| anyhow!("a problem did not finish"))?
+                .map_err(Into::into)
+        })
+        .collect()
+}
+
+/// Held-out pass rate of each model: `eval.samples` fresh answers per problem, judged on the
+/// hidden tests.
+pub fn evaluate<B: Backend>(
+    policy: &mut EnginePolicy<B>,
+    models: &[ModelArg],
+    problems: &[Problem],
+    eval_params: &SamplingParams,
+    rollout_params: &SamplingParams,
+    sandbox: &Sandbox,
+    config: &TrainConfig,
+) -> Result<Vec<f64>> {
+    let mut rates = Vec::new();
+    let refs: Vec<&Problem> = problems.iter().collect();
+    for (i, m) in models.iter().enumerate() {
+        policy.set_sampling(i, eval_params.clone())?;
+        let team = [AgentSpec::new(m.name.clone(), i)];
+        let mut search = SearchConfig::for_eval(Method::Sample, config.eval.samples.max(1));
+        search.stop_on_pass = false;
+        search.seed = config.seed;
+        let ctx = SearchContext {
+            config: &search,
+            team: &team,
+            policy: &*policy,
+            sandbox,
+            scorer: None,
+        };
+        eprintln!(
+            "evaluating {} on {} held-out problems",
+            m.name,
+            problems.len()
+        );
+        let runs = collect(
+            &ctx,
+            &refs,
+            config.search.concurrency.max(problems.len().min(16)),
+        )?;
+        let (passed, total) = runs
+            .iter()
+            .flat_map(|r| r.tree.generated())
+            .fold((0, 0), |(p, t), n| (p + n.passes_hidden() as usize, t + 1));
+        rates.push(if total == 0 {
+            0.0
+        } else {
+            passed as f64 / total as f64
+        });
+        policy.set_sampling(i, rollout_params.clone())?;
+    }
+    Ok(rates)
+}
+
+/// Appends round `round`'s trees to the run's rollout log (synced), one line per tree:
+/// `{"round", "problem", "tree"}` (the tree without token ids).
+pub fn append_rollouts(run_dir: &Path, round: usize, runs: &[ProblemRun]) -> Result<()> {
+    let path = run_dir.join(ROLLOUTS_FILE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut text = String::new();
+    for run in runs {
+        let line = json!({"round": round, "problem": run.problem_id, "tree": run.tree});
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_data())
+        .with_context(|| format!("writing {}", path.display()))
+}
