@@ -12,11 +12,13 @@
 //!   a logistic head trained on programs that passed or failed).
 //! - [`sft`]: supervised fine-tuning on (prompt, response) pairs, to make a second agent
 //!   with weights of its own.
+//! - [`gvendi`]: G-Vendi, the diversity of solutions in a proxy model's gradient space.
 //! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
 //!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
 
 pub mod checkpoint;
 pub mod grad_norm;
+pub mod gvendi;
 pub mod logprobs;
 pub mod loss;
 pub mod reward_model;

@@ -21,6 +21,7 @@ use mars2_search::{problem_metrics, summarize, AgentSpec, Scorer, Summary};
 use serde_json::json;
 
 use crate::benchmark::{load_benchmark, parse_split, Benchmark};
+use crate::gvendi_eval::run_g_vendi;
 use crate::rm_cmd::load_reward_model;
 use crate::team::{load_policy, resolve_models, team_of, ModelArg};
 
@@ -91,6 +92,10 @@ pub struct EvalArgs {
     /// Blend the reward model into the rewards the search sees: α·tests + (1 − α)·model.
     #[arg(long, value_name = "A", requires = "reward_model")]
     pub blend_alpha: Option<f64>,
+    /// Also compute G-Vendi (gradient diversity of each problem's correct programs, the first
+    /// agent's model as the proxy).
+    #[arg(long)]
+    pub g_vendi: bool,
 }
 
 impl EvalArgs {
@@ -302,6 +307,19 @@ impl BackendTask for EvalTask {
             .map_err(|_| anyhow::anyhow!("run directory lock poisoned"))?;
         let mut summary_json = serde_json::to_value(&summary)?;
         summary_json["settings"] = settings.clone();
+        if args.g_vendi {
+            eprintln!(
+                "G-Vendi: gradients of the correct programs under {}",
+                models[0].name
+            );
+            let scored = run_g_vendi::<B>(&models[0].path, &problems, &records, &device)?;
+            summary_json["g_vendi"] = serde_json::json!(scored.map(|s| s.0));
+            summary_json["g_vendi_problems"] = serde_json::json!(scored.map_or(0, |s| s.1));
+            match scored {
+                Some((score, n)) => println!("G-Vendi {score:.3} (mean over {n} problems)"),
+                None => println!("G-Vendi: no problem has two distinct correct programs"),
+            }
+        }
         run_dir.write(SUMMARY_FILE, &serde_json::to_string_pretty(&summary_json)?)?;
         let title = format!(
             "{} · {} · budget {}",

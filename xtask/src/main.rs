@@ -6,6 +6,7 @@ mod cmd_sandbox;
 mod eval_cmd;
 mod fetch_model;
 mod generate_cmd;
+mod gvendi_eval;
 mod logits_cmd;
 mod model_task;
 mod plot_cmd;

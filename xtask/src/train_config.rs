@@ -262,8 +262,12 @@ mod tests {
             TrainConfig::from_file(&path).unwrap(),
             TrainConfig::default()
         );
-        let gpu = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/train-gpu.toml");
-        TrainConfig::from_file(&gpu).unwrap();
+        for preset in ["train-gpu.toml", "train-single-agent.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs")
+                .join(preset);
+            TrainConfig::from_file(&path).unwrap();
+        }
     }
 
     #[test]
