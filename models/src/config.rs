@@ -83,6 +83,32 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// A small Llama (two heads, one KV head, head size `hidden / 2`, MLP twice the width,
+    /// tied embeddings, 64 positions) for tests and examples with random weights.
+    pub fn tiny_llama(vocab_size: usize, hidden_size: usize, num_layers: usize) -> Self {
+        ModelConfig {
+            architecture: Architecture::Llama,
+            vocab_size,
+            hidden_size,
+            intermediate_size: 2 * hidden_size,
+            num_layers,
+            num_heads: 2,
+            num_kv_heads: 1,
+            head_dim: hidden_size / 2,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10000.0,
+            rope_scaling: RopeScaling::None,
+            max_position_embeddings: 64,
+            tie_word_embeddings: true,
+            attention_bias: false,
+            attention_out_bias: false,
+            mlp_bias: false,
+            qk_norm: false,
+            bos_token_id: None,
+            eos_token_ids: vec![],
+        }
+    }
+
     /// Reads and validates a Hugging Face `config.json`.
     pub fn from_hf_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;

@@ -3,7 +3,7 @@
 //! tiny transformer.
 
 use burn::backend::{Autodiff, NdArray};
-use mars2_models::{Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_models::{ModelConfig, Transformer};
 use mars2_rl::gvendi::{
     g_vendi, sketch_dense_reference, sketch_into, vendi_score, vendi_score_reference, GVendiConfig,
 };
@@ -54,27 +54,7 @@ fn gram_and_covariance_agree_and_known_values_hold() {
 
 #[test]
 fn gradient_diversity_of_a_tiny_model() {
-    let config = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 32,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_layers: 2,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
-        max_position_embeddings: 64,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        attention_out_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
-    };
+    let config = ModelConfig::tiny_llama(32, 16, 2);
     let device = Default::default();
     let model = Transformer::<Autodiff<NdArray<f32>>>::random(&config, &device);
     let settings = GVendiConfig {

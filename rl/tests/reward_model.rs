@@ -2,7 +2,7 @@
 //! linearly separable rule, its one-class fallback; pooled features of a tiny transformer.
 
 use burn::backend::NdArray;
-use mars2_models::{Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_models::{ModelConfig, Transformer};
 use mars2_rl::reward_model::{pooled_features, HeadTraining, RewardHead};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -110,27 +110,7 @@ fn one_class_data_gives_its_smoothed_frequency() {
 
 #[test]
 fn pooled_features_mean_the_prefix_that_fits() {
-    let config = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 16,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_layers: 1,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
-        max_position_embeddings: 64,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        attention_out_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
-    };
+    let config = ModelConfig::tiny_llama(16, 16, 1);
     let device = Default::default();
     let model = Transformer::<NdArray<f32>>::random(&config, &device);
     let long = pooled_features(&model, &[1, 2, 3, 4, 5], 3, &device);

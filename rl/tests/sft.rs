@@ -2,7 +2,7 @@
 //! training on one example drives it down.
 
 use burn::backend::{Autodiff, NdArray};
-use mars2_models::{Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_models::{ModelConfig, Transformer};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::sft::{mean_nll, SftExample, SupervisedTrainer};
 
@@ -10,25 +10,8 @@ type Train = Autodiff<NdArray<f32>>;
 
 fn tiny() -> ModelConfig {
     ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 16,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_layers: 1,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
-        max_position_embeddings: 64,
         tie_word_embeddings: false,
-        attention_bias: false,
-        attention_out_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
+        ..ModelConfig::tiny_llama(16, 16, 1)
     }
 }
 
