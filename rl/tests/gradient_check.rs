@@ -7,7 +7,7 @@
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
-use mars2_models::{Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_models::{ModelConfig, Transformer};
 use mars2_rl::logprobs::response_logprobs;
 use mars2_rl::loss::{sequence_loss, LossConfig, SequenceTerms};
 
@@ -15,25 +15,8 @@ type Cpu64 = NdArray<f64>;
 
 fn tiny_config() -> ModelConfig {
     ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 11,
-        hidden_size: 8,
         intermediate_size: 12,
-        num_layers: 2,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 4,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
-        max_position_embeddings: 64,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        attention_out_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
+        ..ModelConfig::tiny_llama(11, 8, 2)
     }
 }
 

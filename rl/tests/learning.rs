@@ -10,7 +10,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use mars2_engine::{generate, GenerationRequest, SamplingParams};
 use mars2_models::attention_context::FullSequence;
-use mars2_models::{Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_models::{ModelConfig, Transformer};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{tree_samples, AgentTrainer, LossConfig, ShapingConfig, TrainerConfig};
 use mars2_sandbox::{Dataset, Problem, Sandbox, TestCase};
@@ -36,25 +36,9 @@ fn program_of(token: u32) -> String {
 
 fn config() -> ModelConfig {
     ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 8,
-        hidden_size: 16,
         intermediate_size: 24,
-        num_layers: 1,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
         max_position_embeddings: 32,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        attention_out_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
+        ..ModelConfig::tiny_llama(8, 16, 1)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use burn::backend::{Autodiff, NdArray};
 use mars2_models::export::hf_tensors;
-use mars2_models::{load_model, Architecture, ModelConfig, RopeScaling, Transformer};
+use mars2_models::{load_model, ModelConfig, Transformer};
 use mars2_rl::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
@@ -14,25 +14,9 @@ type Train = Autodiff<Cpu>;
 
 fn config() -> ModelConfig {
     ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 12,
-        hidden_size: 8,
         intermediate_size: 12,
-        num_layers: 1,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 4,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
         max_position_embeddings: 32,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        attention_out_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
+        ..ModelConfig::tiny_llama(12, 8, 1)
     }
 }
 
