@@ -307,19 +307,30 @@ impl BackendTask for EvalTask {
             .map_err(|_| anyhow::anyhow!("run directory lock poisoned"))?;
         let mut summary_json = serde_json::to_value(&summary)?;
         summary_json["settings"] = settings.clone();
-        if args.g_vendi {
+        // G-Vendi comes last and may fail (loading the proxy); the summary is written anyway.
+        let g_vendi_line = args.g_vendi.then(|| {
             eprintln!(
                 "G-Vendi: gradients of the correct programs under {}",
                 models[0].name
             );
-            let scored = run_g_vendi::<B>(&models[0].path, &problems, &records, &device)?;
-            summary_json["g_vendi"] = serde_json::json!(scored.map(|s| s.0));
-            summary_json["g_vendi_problems"] = serde_json::json!(scored.map_or(0, |s| s.1));
-            match scored {
-                Some((score, n)) => println!("G-Vendi {score:.3} (mean over {n} problems)"),
-                None => println!("G-Vendi: no problem has two distinct correct programs"),
-            }
-        }
+            let scored = run_g_vendi::<B>(&models[0].path, &problems, &records, &device);
+            let (score, scored_problems, line) = match scored {
+                Ok(Some((score, n))) => (
+                    Some(score),
+                    n,
+                    format!("G-Vendi {score:.3} (mean over {n} problems)"),
+                ),
+                Ok(None) => (
+                    None,
+                    0,
+                    "G-Vendi: no problem has two distinct correct programs".to_string(),
+                ),
+                Err(e) => (None, 0, format!("G-Vendi failed: {e:#}")),
+            };
+            summary_json["g_vendi"] = serde_json::json!(score);
+            summary_json["g_vendi_problems"] = serde_json::json!(scored_problems);
+            line
+        });
         run_dir.write(SUMMARY_FILE, &serde_json::to_string_pretty(&summary_json)?)?;
         let title = format!(
             "{} · {} · budget {}",
@@ -338,6 +349,9 @@ impl BackendTask for EvalTask {
             }),
         )?;
         print_summary(&title, &summary);
+        if let Some(line) = g_vendi_line {
+            println!("{line}");
+        }
         println!("wrote {}", run_dir.path().display());
         let failures = failures.into_inner().unwrap_or_default();
         if !failures.is_empty() {

@@ -50,7 +50,9 @@ pub fn run_g_vendi<B: Backend>(
             let answer = format!("```python\n{}\n```", code.trim_end());
             samples.push((prompt.clone(), tokenizer.encode(&answer)?));
         }
-        scores.push(g_vendi(&loaded.model, &samples, &config, device).score);
+        let scored = g_vendi(&loaded.model, &samples, &config, device)
+            .with_context(|| format!("G-Vendi of {}", record.problem_id))?;
+        scores.push(scored.score);
     }
     Ok((!scores.is_empty()).then(|| {
         (
