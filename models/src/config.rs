@@ -109,6 +109,25 @@ impl ModelConfig {
         }
     }
 
+    /// SmolLM2-135M's shape (30 layers, 576 wide, 9 query and 3 KV heads of 64, 49 152 tokens,
+    /// tied embeddings), for throughput measurements with random weights.
+    pub fn smollm2_135m() -> Self {
+        ModelConfig {
+            vocab_size: 49_152,
+            intermediate_size: 1536,
+            num_layers: 30,
+            num_heads: 9,
+            num_kv_heads: 3,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 100_000.0,
+            max_position_embeddings: 8192,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+            ..Self::tiny_llama(49_152, 576, 30)
+        }
+    }
+
     /// Reads and validates a Hugging Face `config.json`.
     pub fn from_hf_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;

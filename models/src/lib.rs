@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod gguf;
 pub mod host_tensor;
+pub mod kernels;
 pub mod layers;
 pub mod load;
 pub mod registry;

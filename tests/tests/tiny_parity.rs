@@ -2,7 +2,8 @@
 //! position within 1e-4 and the 16-token greedy continuation, decoded through the KV cache.
 //!
 //! Runs on the CPU; set `MARS2_TEST_DEVICE=wgpu` or `cuda` (with that feature built) to run the
-//! same checks on a GPU backend.
+//! same checks on a GPU backend, where the logit tolerance is looser (TF32-like matmul) and the
+//! greedy continuations must still be identical.
 
 use burn::tensor::backend::Backend;
 use mars2_engine::{
@@ -11,7 +12,20 @@ use mars2_engine::{
 use mars2_models::load_model;
 use mars2_tests::{fixture, ids, max_abs_diff, reference_json, reference_logits, test_device};
 
-const TOLERANCE: f32 = 1e-4;
+/// Largest logit error allowed on the CPU backend (f32 throughout).
+const CPU_TOLERANCE: f32 = 1e-4;
+/// On CubeCL backends Burn's f32 matmul rounds like TF32 (a 10-bit mantissa): measured 9e-3 to
+/// 3.2e-2 on an H100, the same with the fused kernels off. (There, qwen3-tiny's short greedy
+/// continuation diverges from transformers' at a near tie; see README.md, "Fused GPU kernels".)
+const GPU_TOLERANCE: f32 = 5e-2;
+
+fn tolerance() -> f32 {
+    if test_device() == mars2_engine::DeviceKind::Cpu {
+        CPU_TOLERANCE
+    } else {
+        GPU_TOLERANCE
+    }
+}
 
 struct Check(&'static str);
 
@@ -33,7 +47,7 @@ fn check<B: Backend>(name: &str, device: &B::Device) {
         assert_eq!(shape, vec![input.len(), loaded.config.vocab_size]);
         let err = max_abs_diff(&logits, &expected);
         println!("{name} {prompt}: max |logit error| = {err:.2e}");
-        assert!(err < TOLERANCE, "{name} {prompt}: logits differ by {err}");
+        assert!(err < tolerance(), "{name} {prompt}: logits differ by {err}");
 
         let request = GenerationRequest {
             prompt: input,

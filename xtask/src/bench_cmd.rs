@@ -20,8 +20,11 @@ use crate::model_task::{with_model, WithModel};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `engine`.
+    /// What to measure: `engine` (decode, tree workload, KV memory) or `kernels` (each fused
+    /// kernel against Burn's stock ops).
     pub what: String,
+    /// A registered model, a checkpoint path, or `random:smollm2-135m` (that shape, random
+    /// weights: no download).
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
     #[arg(long, default_value = "cpu")]
@@ -45,13 +48,19 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.what != "engine" {
-        bail!("unknown benchmark {:?} (known: engine)", args.what);
+    match args.what.as_str() {
+        "engine" => {}
+        "kernels" => return crate::bench_kernels::run(args.device, args.json),
+        other => bail!("unknown benchmark {other:?} (known: engine, kernels)"),
     }
     if args.tree.len() != 4 {
         bail!("--tree takes four numbers: children,shared,new,generated");
     }
-    let path = resolve_model_arg(&args.model)?;
+    let path = if args.model.starts_with("random:") {
+        std::path::PathBuf::from(&args.model)
+    } else {
+        resolve_model_arg(&args.model)?
+    };
     with_model(args.device, path, args)
 }
 
@@ -115,9 +124,21 @@ impl WithModel for BenchArgs {
                 Ok(t.elapsed().as_secs_f64())
             };
             let decoded = (batch * self.new_tokens) as f64;
+            // Warm-up: GPU backends compile kernels on first use of each shape.
+            paged(2)?;
+            dense(2)?;
+            let stock_rate = if mars2_models::kernels::accelerated::<B>() {
+                mars2_models::kernels::set_enabled(false);
+                paged(2)?;
+                let rate = decoded / (paged(self.new_tokens + 1)? - paged(1)?).max(1e-9);
+                mars2_models::kernels::set_enabled(true);
+                Some(rate)
+            } else {
+                None
+            };
             let paged_rate = decoded / (paged(self.new_tokens + 1)? - paged(1)?).max(1e-9);
             let dense_rate = decoded / (dense(self.new_tokens + 1)? - dense(1)?).max(1e-9);
-            results.push(json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "dense_tokens_per_s": dense_rate}));
+            results.push(json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate}));
             eprintln!(
                 "decode batch {batch}: paged {paged_rate:.1} tok/s, dense {dense_rate:.1} tok/s"
             );
@@ -178,13 +199,16 @@ impl WithModel for BenchArgs {
             self.new_tokens
         );
         println!();
-        println!("| batch | paged decode tokens/s | dense decode tokens/s |");
-        println!("|------:|----------------------:|----------------------:|");
+        println!("| batch | paged decode tokens/s | paged, stock ops | dense decode tokens/s |");
+        println!("|------:|----------------------:|-----------------:|----------------------:|");
         for r in results.iter().filter(|r| r["figure"] == "decode") {
             println!(
-                "| {:>5} | {:>21.1} | {:>21.1} |",
+                "| {:>5} | {:>21.1} | {:>16} | {:>21.1} |",
                 r["batch"],
                 r["paged_tokens_per_s"].as_f64().unwrap_or(0.0),
+                r["paged_stock_ops_tokens_per_s"]
+                    .as_f64()
+                    .map_or("—".to_string(), |v| format!("{v:.1}")),
                 r["dense_tokens_per_s"].as_f64().unwrap_or(0.0)
             );
         }

@@ -1,6 +1,7 @@
 //! The mars2 command line, run as `cargo xtask <command>`.
 
 mod bench_cmd;
+mod bench_kernels;
 mod benchmark;
 mod cmd_sandbox;
 mod eval_cmd;

@@ -6,7 +6,17 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::backend::Backend;
 use mars2_engine::{run_on, BackendTask, DeviceKind};
-use mars2_models::{load_model, LoadedModel};
+use mars2_models::{load_model, LoadedModel, ModelConfig, Transformer};
+
+/// `random:smollm2-135m` names a model of that shape with random weights (for throughput
+/// figures that need no download); any other path is a checkpoint.
+pub fn random_shape(path: &std::path::Path) -> Result<Option<ModelConfig>> {
+    match path.to_str().and_then(|s| s.strip_prefix("random:")) {
+        None => Ok(None),
+        Some("smollm2-135m") => Ok(Some(ModelConfig::smollm2_135m())),
+        Some(other) => anyhow::bail!("unknown random model shape {other:?} (known: smollm2-135m)"),
+    }
+}
 
 /// Work to do with a loaded model, on any backend.
 pub trait WithModel {
@@ -23,7 +33,16 @@ impl<W: WithModel> BackendTask for Task<W> {
     type Output = Result<W::Output>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let started = std::time::Instant::now();
-        let model = load_model::<B>(&self.path, &device)?;
+        let model = match random_shape(&self.path)? {
+            Some(config) => LoadedModel {
+                model: Transformer::random(&config, &device),
+                config,
+                tokenizer: None,
+                chat_template: None,
+                source: self.path.clone(),
+            },
+            None => load_model::<B>(&self.path, &device)?,
+        };
         tracing::info!(
             "loaded {} in {:.1}s",
             self.path.display(),

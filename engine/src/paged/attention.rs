@@ -16,10 +16,22 @@ use super::storage::AgentKvStorage;
 pub struct PagedStep<'a, B: Backend> {
     storage: &'a mut AgentKvStorage<B>,
     write_slots: Tensor<B, 2, Int>,
-    read_slots: Tensor<B, 1, Int>,
-    mask: Tensor<B, 4, Bool>,
+    reads: Reads<B>,
     batch: usize,
+    tokens: usize,
     keys: usize,
+    device: B::Device,
+}
+
+/// How the keys are read: by the paged attention kernel through block tables, or gathered in
+/// position order for dense attention (built on first use, also when the kernel declines).
+struct Reads<B: Backend> {
+    /// `[batch, max_blocks]` and `[batch, tokens]`, on backends with the kernel.
+    paged: Option<(Tensor<B, 2, Int>, Tensor<B, 2, Int>)>,
+    /// Host copies for the gather path: slot per key place, hidden flag per (token, key).
+    read: Vec<i64>,
+    hidden: Vec<bool>,
+    gathered: Option<(Tensor<B, 1, Int>, Tensor<B, 4, Bool>)>,
 }
 
 /// Host-side description of a ragged step.
@@ -30,6 +42,46 @@ pub struct StepLayout {
     pub read_slots: Vec<Vec<usize>>,
     /// Per row: position of each of the `T` token places (padding repeats the last).
     pub positions: Vec<Vec<usize>>,
+}
+
+impl StepLayout {
+    /// Per row, its blocks in position order (read off the slots of positions `0, bs, 2·bs…`).
+    pub fn block_tables(&self, block_size: usize) -> Vec<Vec<usize>> {
+        self.read_slots
+            .iter()
+            .map(|slots| {
+                slots
+                    .iter()
+                    .step_by(block_size)
+                    .map(|s| s / block_size)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Per row and token place, how many keys (positions `0..n`) the query sees.
+    pub fn visible(&self) -> Vec<Vec<usize>> {
+        self.positions
+            .iter()
+            .zip(&self.read_slots)
+            .map(|(positions, slots)| {
+                positions
+                    .iter()
+                    .map(|&p| (p + 1).min(slots.len()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn int_tensor<B: Backend>(rows: &[Vec<usize>], device: &B::Device) -> Tensor<B, 2, Int> {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut data = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        data.extend(row.iter().map(|&v| v as i64));
+        data.extend(std::iter::repeat_n(0, width - row.len()));
+    }
+    Tensor::from_data(TensorData::new(data, [rows.len(), width]), device)
 }
 
 impl<'a, B: Backend> PagedStep<'a, B> {
@@ -62,18 +114,47 @@ impl<'a, B: Backend> PagedStep<'a, B> {
                 hidden.extend((0..keys).map(|k| k > pos || k >= slots.len()));
             }
         }
+        let paged = mars2_models::kernels::accelerated::<B>().then(|| {
+            (
+                int_tensor(&layout.block_tables(storage.block_size()), device),
+                int_tensor(&layout.visible(), device),
+            )
+        });
         Self {
             storage,
             write_slots: Tensor::from_data(TensorData::new(write, [batch * tokens, 1]), device),
-            read_slots: Tensor::from_data(TensorData::new(read, [batch * keys]), device),
-            mask: Tensor::<B, 3, Bool>::from_data(
-                TensorData::new(hidden, [batch, tokens, keys]),
-                device,
-            )
-            .unsqueeze_dim(1),
+            reads: Reads {
+                paged,
+                read,
+                hidden,
+                gathered: None,
+            },
             batch,
+            tokens,
             keys,
+            device: device.clone(),
         }
+    }
+
+    fn gathered(&mut self) -> (Tensor<B, 1, Int>, Tensor<B, 4, Bool>) {
+        let (batch, tokens, keys) = (self.batch, self.tokens, self.keys);
+        let reads = &mut self.reads;
+        reads
+            .gathered
+            .get_or_insert_with(|| {
+                (
+                    Tensor::from_data(
+                        TensorData::new(std::mem::take(&mut reads.read), [batch * keys]),
+                        &self.device,
+                    ),
+                    Tensor::<B, 3, Bool>::from_data(
+                        TensorData::new(std::mem::take(&mut reads.hidden), [batch, tokens, keys]),
+                        &self.device,
+                    )
+                    .unsqueeze_dim(1),
+                )
+            })
+            .clone()
     }
 }
 
@@ -89,11 +170,25 @@ impl<B: Backend> AttentionContext<B> for PagedStep<'_, B> {
         let rows = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([b * t, kv_heads * d]);
         self.storage
             .write(layer, self.write_slots.clone(), rows(k), rows(v));
-        let (keys, values) = self.storage.read(layer, self.read_slots.clone());
+        if let Some((tables, visible)) = &self.reads.paged {
+            let (k_cache, v_cache) = self.storage.layer(layer);
+            if let Some(out) = mars2_models::kernels::paged_attention(
+                &q,
+                k_cache,
+                v_cache,
+                tables,
+                visible,
+                self.storage.block_size(),
+            ) {
+                return out;
+            }
+        }
+        let (read_slots, mask) = self.gathered();
+        let (keys, values) = self.storage.read(layer, read_slots);
         let shape = |x: Tensor<B, 2>| {
             x.reshape([self.batch, self.keys, kv_heads, d])
                 .swap_dims(1, 2)
         };
-        attention_grouped(q, shape(keys), shape(values), self.mask.clone())
+        attention_grouped(q, shape(keys), shape(values), mask)
     }
 }

@@ -35,6 +35,16 @@ impl<B: Backend> AgentKvStorage<B> {
         }
     }
 
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// One layer's key and value slots, `[slots, kv_heads·head_dim]` each.
+    pub fn layer(&self, layer: usize) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
+        let (k, v) = &self.layers[layer];
+        (k, v)
+    }
+
     pub fn capacity_blocks(&self) -> usize {
         self.capacity_blocks
     }

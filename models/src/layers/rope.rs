@@ -96,11 +96,7 @@ impl<B: Backend> Rope<B> {
 
     /// Rotates `x` `[batch, heads, tokens, head_dim]`.
     pub fn apply(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
-        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
-        let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos.clone() + rotated * sin.clone()
+        crate::kernels::rope(x, cos, sin)
     }
 }
 

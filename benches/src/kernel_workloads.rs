@@ -1,0 +1,240 @@
+//! The kernel benchmark workloads, shared by `cargo bench --bench kernels` (criterion) and
+//! `cargo xtask bench kernels` (a table): each op at SmolLM2-135M's shapes, through Burn's
+//! stock ops and, where the backend has one, through the project's fused kernel.
+//!
+//! Every run ends with a device sync, so GPU timings cover the work and not only its launch.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
+use mars2_engine::device_sampling::{sample_on_device, RowDraw};
+use mars2_models::attention_reference;
+use mars2_models::kernels::{self, stock};
+
+/// One way of running an op (stock or fused); returns after the device finished.
+pub type Runner = Box<dyn Fn()>;
+
+/// An operation at one shape with its cost model.
+pub struct Workload {
+    pub op: &'static str,
+    pub shape: String,
+    /// Bytes read and written once by an ideal implementation (for GB/s).
+    pub bytes: f64,
+    /// Floating-point operations (for GFLOP/s); 0 where bandwidth is the measure.
+    pub flops: f64,
+    pub stock: Runner,
+    /// `None` where this backend has no custom kernel for the op.
+    pub fused: Option<Runner>,
+}
+
+fn sync<B: Backend>(device: &B::Device) {
+    // A failed sync surfaces on the next read anyway; benchmarks only need the wait.
+    let _ = B::sync(device);
+}
+
+fn random<B: Backend, const D: usize>(dims: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    Tensor::random(dims, Distribution::Uniform(-1.0, 1.0), device)
+}
+
+const HIDDEN: usize = 576;
+const HEADS: usize = 9;
+const KV_HEADS: usize = 3;
+const HEAD_DIM: usize = 64;
+const INTERMEDIATE: usize = 1536;
+const VOCAB: usize = 49_152;
+const BLOCK: usize = 16;
+
+fn rms_norm<B: Backend>(rows: usize, device: &B::Device) -> Workload {
+    let x = random::<B, 2>([rows, HIDDEN], device);
+    let w = random::<B, 1>([HIDDEN], device);
+    let (x2, w2, d1, d2) = (x.clone(), w.clone(), device.clone(), device.clone());
+    Workload {
+        op: "rms_norm",
+        shape: format!("{rows}×{HIDDEN}"),
+        bytes: (2 * rows * HIDDEN + HIDDEN) as f64 * 4.0,
+        flops: 0.0,
+        stock: Box::new(move || {
+            let _ = stock::rms_norm(x.clone(), w.clone(), 1e-5);
+            sync::<B>(&d1);
+        }),
+        fused: kernels::accelerated::<B>().then(|| -> Runner {
+            Box::new(move || {
+                let _ = kernels::rms_norm(x2.clone(), w2.clone(), 1e-5);
+                sync::<B>(&d2);
+            })
+        }),
+    }
+}
+
+fn rope<B: Backend>(batch: usize, tokens: usize, device: &B::Device) -> Workload {
+    let x = random::<B, 4>([batch, HEADS, tokens, HEAD_DIM], device);
+    let cos = random::<B, 4>([batch, 1, tokens, HEAD_DIM], device);
+    let sin = random::<B, 4>([batch, 1, tokens, HEAD_DIM], device);
+    let elems = batch * HEADS * tokens * HEAD_DIM;
+    let (x2, c2, s2, d1, d2) = (
+        x.clone(),
+        cos.clone(),
+        sin.clone(),
+        device.clone(),
+        device.clone(),
+    );
+    Workload {
+        op: "rope",
+        shape: format!("{batch}×{HEADS}×{tokens}×{HEAD_DIM}"),
+        bytes: (2 * elems + 2 * batch * tokens * HEAD_DIM) as f64 * 4.0,
+        flops: 0.0,
+        stock: Box::new(move || {
+            let _ = stock::rope(x.clone(), &cos, &sin);
+            sync::<B>(&d1);
+        }),
+        fused: kernels::accelerated::<B>().then(|| -> Runner {
+            Box::new(move || {
+                let _ = kernels::rope(x2.clone(), &c2, &s2);
+                sync::<B>(&d2);
+            })
+        }),
+    }
+}
+
+/// Decode attention: one new query per row over `context` cached keys, rows' blocks scattered
+/// through the pool. Stock: gather the keys in position order, dense masked attention (what
+/// the engine does without the kernel).
+fn paged_decode<B: Backend>(batch: usize, context: usize, device: &B::Device) -> Workload {
+    let width = KV_HEADS * HEAD_DIM;
+    let blocks_per_row = context.div_ceil(BLOCK);
+    let pool_blocks = batch * blocks_per_row + 1;
+    let k_cache = random::<B, 2>([pool_blocks * BLOCK, width], device);
+    let v_cache = random::<B, 2>([pool_blocks * BLOCK, width], device);
+    // Row r owns blocks r, r + batch, r + 2·batch… (interleaved, as a busy pool leaves them).
+    let tables: Vec<i64> = (0..batch)
+        .flat_map(|r| (0..blocks_per_row).map(move |i| (r + i * batch) as i64))
+        .collect();
+    let slots: Vec<i64> = (0..batch)
+        .flat_map(|r| {
+            (0..context).map(move |j| ((r + (j / BLOCK) * batch) * BLOCK + j % BLOCK) as i64)
+        })
+        .collect();
+    let tables =
+        Tensor::<B, 2, Int>::from_data(TensorData::new(tables, [batch, blocks_per_row]), device);
+    let visible = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(vec![context as i64; batch], [batch, 1]),
+        device,
+    );
+    let slots = Tensor::<B, 1, Int>::from_data(TensorData::new(slots, [batch * context]), device);
+    let mask = Tensor::<B, 4, Bool>::from_data(
+        TensorData::new(vec![false; batch * context], [batch, 1, 1, context]),
+        device,
+    );
+    let q = random::<B, 4>([batch, HEADS, 1, HEAD_DIM], device);
+    let (q2, k2, v2, d1, d2) = (
+        q.clone(),
+        k_cache.clone(),
+        v_cache.clone(),
+        device.clone(),
+        device.clone(),
+    );
+    let kv_bytes = 2 * batch * context * width * 4;
+    Workload {
+        op: "paged_decode_attention",
+        shape: format!("{batch} rows × {context} keys, {HEADS}/{KV_HEADS} heads of {HEAD_DIM}"),
+        bytes: kv_bytes as f64,
+        flops: (4 * batch * HEADS * context * HEAD_DIM) as f64,
+        stock: Box::new(move || {
+            let heads_first = |t: Tensor<B, 2>| {
+                t.reshape([batch, context, KV_HEADS, HEAD_DIM])
+                    .swap_dims(1, 2)
+            };
+            let k = heads_first(k_cache.clone().select(0, slots.clone()));
+            let v = heads_first(v_cache.clone().select(0, slots.clone()));
+            let _ = mars2_models::attention_grouped(q.clone(), k, v, mask.clone());
+            sync::<B>(&d1);
+        }),
+        fused: kernels::accelerated::<B>().then(|| -> Runner {
+            Box::new(move || {
+                let _ = kernels::paged_attention(&q2, &k2, &v2, &tables, &visible, BLOCK);
+                sync::<B>(&d2);
+            })
+        }),
+    }
+}
+
+fn matmul<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> Workload {
+    let a = random::<B, 2>([m, k], device);
+    let b = random::<B, 2>([k, n], device);
+    let d = device.clone();
+    Workload {
+        op: "matmul f32",
+        shape: format!("{m}×{k} · {k}×{n}"),
+        bytes: ((m * k + k * n + m * n) * 4) as f64,
+        flops: (2 * m * k * n) as f64,
+        stock: Box::new(move || {
+            let _ = a.clone().matmul(b.clone());
+            sync::<B>(&d);
+        }),
+        fused: None,
+    }
+}
+
+/// Causal prefill attention of one sequence (stock dense attention).
+fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload {
+    let q = random::<B, 4>([1, HEADS, tokens, HEAD_DIM], device);
+    let k = random::<B, 4>([1, KV_HEADS, tokens, HEAD_DIM], device);
+    let v = random::<B, 4>([1, KV_HEADS, tokens, HEAD_DIM], device);
+    let hidden: Vec<bool> = (0..tokens)
+        .flat_map(|t| (0..tokens).map(move |s| s > t))
+        .collect();
+    let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [tokens, tokens]), device)
+        .reshape([1, 1, tokens, tokens]);
+    let d = device.clone();
+    Workload {
+        op: "prefill attention",
+        shape: format!("{tokens} tokens, {HEADS}/{KV_HEADS} heads of {HEAD_DIM}"),
+        bytes: ((HEADS + 2 * KV_HEADS) * tokens * HEAD_DIM * 4 * 2) as f64,
+        flops: (4 * HEADS * tokens * tokens * HEAD_DIM) as f64,
+        stock: Box::new(move || {
+            let _ = attention_reference(q.clone(), k.clone(), v.clone(), mask.clone());
+            sync::<B>(&d);
+        }),
+        fused: None,
+    }
+}
+
+/// Top-k/top-p sampling with log-probs over the full vocabulary, per-row parameters.
+fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
+    let logits = random::<B, 2>([rows, VOCAB], device);
+    let draws: Vec<RowDraw> = (0..rows)
+        .map(|i| RowDraw {
+            temperature: 0.7,
+            top_k: if i % 2 == 0 { 50 } else { 0 },
+            top_p: 0.95,
+            min_p: 0.0,
+            uniform: (i as f64 + 0.5) / rows as f64,
+        })
+        .collect();
+    let d = device.clone();
+    Workload {
+        op: "sampling",
+        shape: format!("{rows}×{VOCAB}"),
+        bytes: (rows * VOCAB * 4) as f64,
+        flops: 0.0,
+        stock: Box::new(move || {
+            let _ = sample_on_device(logits.clone(), &draws, &d);
+        }),
+        fused: None,
+    }
+}
+
+/// Every workload at decode and prefill sizes.
+pub fn workloads<B: Backend>(device: &B::Device) -> Vec<Workload> {
+    vec![
+        rms_norm::<B>(32, device),
+        rms_norm::<B>(4096, device),
+        rope::<B>(32, 1, device),
+        rope::<B>(8, 512, device),
+        paged_decode::<B>(8, 1024, device),
+        paged_decode::<B>(32, 1024, device),
+        matmul::<B>(32, HIDDEN, INTERMEDIATE, device),
+        matmul::<B>(2048, HIDDEN, INTERMEDIATE, device),
+        prefill_attention::<B>(512, device),
+        sampling::<B>(32, device),
+    ]
+}

@@ -1,0 +1,161 @@
+//! From generic Burn tensors to `CubeTensor`s of a concrete runtime and back.
+//!
+//! Burn 0.21 backends are types; whether `B` is a CubeCL backend is answered by comparing the
+//! type of its float primitive with `CubeTensor<R>` for each runtime compiled in, and the
+//! primitives are moved across with `Any` (no unsafe code).
+
+use std::any::{Any, TypeId};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorPrimitive};
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+
+use crate::kernels::poison_outputs;
+
+/// Moves `x` into a `U` when `T` and `U` are the same type.
+fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
+    let mut slot = Some(x);
+    match (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+    {
+        Some(u) => Ok(u),
+        None => Err(slot.expect("the value is still there when the types differ")),
+    }
+}
+
+fn is_runtime<B: Backend, R: CubeRuntime>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+        && TypeId::of::<B::IntTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+}
+
+/// Whether `B` is a CubeCL backend of a runtime compiled into this build.
+pub fn is_cube_backend<B: Backend>() -> bool {
+    #[cfg(feature = "cuda")]
+    if is_runtime::<B, cubecl::cuda::CudaRuntime>() {
+        return true;
+    }
+    #[cfg(feature = "wgpu")]
+    if is_runtime::<B, cubecl::wgpu::WgpuRuntime>() {
+        return true;
+    }
+    false
+}
+
+/// What to launch, with its Burn-side inputs.
+pub enum CubeWork<B: Backend> {
+    RmsNorm {
+        /// Flattened input.
+        x: Tensor<B, 1>,
+        weight: Tensor<B, 1>,
+        dim: usize,
+        eps: f64,
+    },
+    Rope {
+        x: Tensor<B, 4>,
+        cos: Tensor<B, 4>,
+        sin: Tensor<B, 4>,
+    },
+    PagedAttention {
+        q: Tensor<B, 4>,
+        k_cache: Tensor<B, 2>,
+        v_cache: Tensor<B, 2>,
+        block_tables: Tensor<B, 2, Int>,
+        visible: Tensor<B, 2, Int>,
+        block_size: usize,
+    },
+}
+
+/// Runs `work` on the runtime of `B`, writing a fresh f32 output of shape `dims`; `None` when
+/// `B` is not a CubeCL backend or the tensors are not f32.
+pub fn run_float<B: Backend, const D: usize>(
+    dims: [usize; D],
+    work: CubeWork<B>,
+) -> Option<Tensor<B, D>> {
+    #[cfg(feature = "cuda")]
+    if is_runtime::<B, cubecl::cuda::CudaRuntime>() {
+        return run_on::<B, cubecl::cuda::CudaRuntime, D>(dims, work);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_runtime::<B, cubecl::wgpu::WgpuRuntime>() {
+        return run_on::<B, cubecl::wgpu::WgpuRuntime, D>(dims, work);
+    }
+    let _ = (dims, work);
+    None
+}
+
+fn float<B: Backend, R: CubeRuntime, const D: usize>(x: Tensor<B, D>) -> Option<CubeTensor<R>> {
+    match x.into_primitive() {
+        TensorPrimitive::Float(p) => cast::<B::FloatTensorPrimitive, CubeTensor<R>>(p)
+            .ok()
+            .filter(|t| t.dtype == DType::F32),
+        TensorPrimitive::QFloat(_) => None,
+    }
+}
+
+fn int<B: Backend, R: CubeRuntime, const D: usize>(x: Tensor<B, D, Int>) -> Option<CubeTensor<R>> {
+    cast::<B::IntTensorPrimitive, CubeTensor<R>>(x.into_primitive()).ok()
+}
+
+fn back<B: Backend, R: CubeRuntime, const D: usize>(x: CubeTensor<R>) -> Option<Tensor<B, D>> {
+    cast::<CubeTensor<R>, B::FloatTensorPrimitive>(x)
+        .ok()
+        .map(|p| Tensor::from_primitive(TensorPrimitive::Float(p)))
+}
+
+fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
+    dims: [usize; D],
+    work: CubeWork<B>,
+) -> Option<Tensor<B, D>> {
+    let device = match &work {
+        CubeWork::RmsNorm { x, .. } => x.device(),
+        CubeWork::Rope { x, .. } => x.device(),
+        CubeWork::PagedAttention { q, .. } => q.device(),
+    };
+    // A 1-D allocation is always contiguous; reshaping it keeps it so.
+    let numel: usize = dims.iter().product();
+    let out = if poison_outputs() {
+        Tensor::<B, 1>::full([numel], f32::NAN, &device)
+    } else {
+        Tensor::<B, 1>::empty([numel], &device)
+    };
+    let out = float::<B, R, D>(out.reshape(dims))?;
+    let out = match work {
+        CubeWork::RmsNorm {
+            x,
+            weight,
+            dim,
+            eps,
+        } => super::rms_norm::launch(
+            float::<B, R, 1>(x)?,
+            float::<B, R, 1>(weight)?,
+            dim,
+            eps,
+            out,
+        ),
+        CubeWork::Rope { x, cos, sin } => super::rope::launch(
+            float::<B, R, 4>(x)?,
+            float::<B, R, 4>(cos)?,
+            float::<B, R, 4>(sin)?,
+            out,
+        ),
+        CubeWork::PagedAttention {
+            q,
+            k_cache,
+            v_cache,
+            block_tables,
+            visible,
+            block_size,
+        } => super::paged_attention::launch(
+            float::<B, R, 4>(q)?,
+            float::<B, R, 2>(k_cache)?,
+            float::<B, R, 2>(v_cache)?,
+            int::<B, R, 2>(block_tables)?,
+            int::<B, R, 2>(visible)?,
+            block_size,
+            out,
+        ),
+    };
+    back::<B, R, D>(out)
+}

@@ -1,0 +1,81 @@
+//! RMSNorm as one kernel: a cube per row; its units sum squares over strided elements, reduce
+//! them in shared memory, then scale their elements.
+
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+
+/// Units per cube (a power of two).
+const THREADS: usize = 256;
+
+#[cube(launch)]
+fn rms_norm_kernel<F: Float>(
+    x: &Tensor<F>,
+    weight: &Tensor<F>,
+    out: &mut Tensor<F>,
+    eps: f32,
+    #[comptime] threads: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let dim = weight.len();
+    let row = CUBE_POS;
+    if row * dim >= x.len() {
+        terminate!();
+    }
+    let tid = UNIT_POS_X as usize;
+    let base = row * dim;
+    let mut sum = F::new(0.0);
+    let mut i = tid;
+    while i < dim {
+        let v = x[base + i];
+        sum += v * v;
+        i += threads;
+    }
+    let mut partial = SharedMemory::<F>::new(threads);
+    partial[tid] = sum;
+    sync_cube();
+    let mut stride = CUBE_DIM_X as usize / 2;
+    while stride > 0 {
+        if tid < stride {
+            partial[tid] = partial[tid] + partial[tid + stride];
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    let inv = F::new(1.0) / (partial[0] / F::cast_from(dim as u32) + F::cast_from(eps)).sqrt();
+    let mut i = tid;
+    while i < dim {
+        out[base + i] = x[base + i] * inv * weight[i];
+        i += threads;
+    }
+}
+
+/// `x` holds whole rows of `dim` values; `out` is contiguous with as many elements.
+pub fn launch<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    weight: CubeTensor<R>,
+    dim: usize,
+    eps: f64,
+    out: CubeTensor<R>,
+) -> CubeTensor<R> {
+    let x = into_contiguous(x);
+    let weight = into_contiguous(weight);
+    let rows = (x.meta.num_elements() / dim.max(1)) as u32;
+    let client = x.client.clone();
+    let dtype = x.dtype;
+    if rows > 0 {
+        rms_norm_kernel::launch::<R>(
+            &client,
+            super::cube_count(rows as usize),
+            CubeDim::new_1d(THREADS as u32),
+            x.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            eps as f32,
+            THREADS,
+            dtype.into(),
+        );
+    }
+    out
+}

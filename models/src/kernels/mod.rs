@@ -1,0 +1,116 @@
+//! Fused kernels with one entry point per operation and a choice of implementation per backend.
+//!
+//! On a CubeCL backend (`cuda`, `wgpu` features) with f32 tensors the operations below run as
+//! hand-written CubeCL kernels ([`cube`]): one launch instead of the chain of Burn ops that
+//! expresses them. Everywhere else (the ndarray CPU backend, autodiff backends during training,
+//! other float types) they run as Burn tensor ops ([`stock`]), which is also what the kernels
+//! are benchmarked against. [`reference`] holds slow, obvious host implementations that both
+//! are tested against.
+//!
+//! The backend is recognised at run time from the type of its tensor primitive, so model code
+//! stays generic over `B: Backend`.
+
+#[cfg(feature = "cubecl")]
+pub mod cube;
+pub mod reference;
+pub mod stock;
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+/// 0: not decided yet (read `MARS2_KERNELS`), 1: on, 2: off.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+static POISON: AtomicBool = AtomicBool::new(false);
+
+/// Turns the custom kernels on or off process-wide; off runs the stock ops everywhere, for
+/// side-by-side measurements. The default is on, unless the environment variable
+/// `MARS2_KERNELS` is `stock` (or `off`).
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        0 => {
+            let off = matches!(
+                std::env::var("MARS2_KERNELS").as_deref(),
+                Ok("stock") | Ok("off")
+            );
+            set_enabled(!off);
+            !off
+        }
+        state => state == 1,
+    }
+}
+
+/// Fills every kernel output with NaN before the kernel runs, so that tests see any element a
+/// kernel forgot to write.
+pub fn set_poison_outputs(poison: bool) {
+    POISON.store(poison, Ordering::Relaxed);
+}
+
+#[cfg(feature = "cubecl")]
+pub(crate) fn poison_outputs() -> bool {
+    POISON.load(Ordering::Relaxed)
+}
+
+/// Whether this backend runs the custom kernels (else every entry point falls back to Burn ops).
+pub fn accelerated<B: Backend>() -> bool {
+    #[cfg(feature = "cubecl")]
+    if enabled() && cube::is_cube_backend::<B>() {
+        return true;
+    }
+    false
+}
+
+/// `x / sqrt(mean(x²) + ε) · weight` over the last dimension.
+pub fn rms_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    #[cfg(feature = "cubecl")]
+    if enabled() {
+        if let Some(out) = cube::rms_norm(&x, &weight, eps) {
+            return out;
+        }
+    }
+    stock::rms_norm(x, weight, eps)
+}
+
+/// Rotate-half RoPE of `x` `[batch, heads, tokens, head_dim]` with per-token tables
+/// `[batch, 1, tokens, head_dim]` (see `Rope::tables`).
+pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "cubecl")]
+    if enabled() {
+        if let Some(out) = cube::rope(&x, cos, sin) {
+            return out;
+        }
+    }
+    stock::rope(x, cos, sin)
+}
+
+/// Attention of queries `q` `[batch, heads, tokens, head_dim]` over paged keys and values.
+///
+/// `k_cache`/`v_cache` are one layer's slots `[slots, kv_heads·head_dim]`, slot `s` in block
+/// `s / block_size`; `block_tables` `[batch, max_blocks]` lists each row's blocks in position
+/// order; query `t` of row `b` sees keys at positions `0..visible[b, t]`. Returns `None` on
+/// backends without the kernel: the caller gathers and runs dense attention instead (see
+/// [`reference::paged_attention`] for the definition).
+pub fn paged_attention<B: Backend>(
+    q: &Tensor<B, 4>,
+    k_cache: &Tensor<B, 2>,
+    v_cache: &Tensor<B, 2>,
+    block_tables: &Tensor<B, 2, Int>,
+    visible: &Tensor<B, 2, Int>,
+    block_size: usize,
+) -> Option<Tensor<B, 4>> {
+    #[cfg(feature = "cubecl")]
+    if enabled() {
+        return cube::paged_attention(q, k_cache, v_cache, block_tables, visible, block_size);
+    }
+    let _ = (q, k_cache, v_cache, block_tables, visible, block_size);
+    None
+}

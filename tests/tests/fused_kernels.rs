@@ -1,0 +1,302 @@
+//! The fused kernels (RMSNorm, RoPE, paged attention) against their slow host references on
+//! random inputs: odd sizes, non-contiguous inputs, ragged rows, blocks shared between rows,
+//! grouped-query heads. Outputs are poisoned with NaN first, so an element a kernel forgets to
+//! write fails the comparison.
+//!
+//! Runs on the CPU (the stock Burn ops); with `MARS2_TEST_DEVICE=cuda` or `wgpu` (feature built)
+//! the same checks run the CubeCL kernels, and the test asserts that they did.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_models::kernels::{self, reference, stock};
+use mars2_tests::test_device;
+
+/// Deterministic values in [-2, 2) (a 64-bit LCG; no dependency needed).
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().expect("f32 data")
+}
+
+fn tensor<B: Backend, const D: usize>(
+    v: Vec<f32>,
+    dims: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(v, dims), device)
+}
+
+fn ints<B: Backend>(rows: &[Vec<usize>], device: &B::Device) -> Tensor<B, 2, Int> {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let mut data = Vec::new();
+    for row in rows {
+        data.extend(row.iter().map(|&v| v as i64));
+        data.extend(std::iter::repeat_n(0i64, width - row.len()));
+    }
+    Tensor::from_data(TensorData::new(data, [rows.len(), width]), device)
+}
+
+fn rms_norm_checks<B: Backend>(device: &B::Device) {
+    for (i, &(rows, dim)) in [(1, 1), (7, 577), (3, 1000), (130, 64), (2, 2048)]
+        .iter()
+        .enumerate()
+    {
+        let x = random(rows * dim, 10 + i as u64);
+        let w = random(dim, 20 + i as u64);
+        let expected = reference::rms_norm(&x, &w, 1e-5);
+        let xt = tensor::<B, 2>(x, [rows, dim], device);
+        let wt = tensor::<B, 1>(w, [dim], device);
+        let fused = host(kernels::rms_norm(xt.clone(), wt.clone(), 1e-5));
+        let stock = host(stock::rms_norm(xt, wt, 1e-5));
+        assert!(
+            max_diff(&fused, &expected) < 1e-5,
+            "{rows}x{dim} fused: {}",
+            max_diff(&fused, &expected)
+        );
+        assert!(
+            max_diff(&stock, &expected) < 1e-5,
+            "{rows}x{dim} stock: {}",
+            max_diff(&stock, &expected)
+        );
+    }
+    // Rank 4, non-contiguous (a transposed view).
+    let x = random(2 * 3 * 5 * 64, 7);
+    let xt = tensor::<B, 4>(x, [2, 5, 3, 64], device).swap_dims(1, 2);
+    let contiguous = host(xt.clone());
+    let w = random(64, 8);
+    let expected = reference::rms_norm(&contiguous, &w, 1e-6);
+    let fused = host(kernels::rms_norm(xt, tensor::<B, 1>(w, [64], device), 1e-6));
+    assert!(
+        max_diff(&fused, &expected) < 1e-5,
+        "strided: {}",
+        max_diff(&fused, &expected)
+    );
+}
+
+fn rope_checks<B: Backend>(device: &B::Device) {
+    for (i, &[b, h, t, d]) in [[3, 5, 7, 64], [1, 1, 1, 2], [2, 9, 13, 10], [4, 3, 1, 128]]
+        .iter()
+        .enumerate()
+    {
+        let seed = 100 + 10 * i as u64;
+        let x = random(b * h * t * d, seed);
+        let cos = random(b * t * d, seed + 1);
+        let sin = random(b * t * d, seed + 2);
+        let expected = reference::rope(&x, &cos, &sin, [b, h, t, d]);
+        let cos_t = tensor::<B, 4>(cos, [b, 1, t, d], device);
+        let sin_t = tensor::<B, 4>(sin, [b, 1, t, d], device);
+        // x arrives as [b, t, h, d] swapped to [b, h, t, d], as the attention layer makes it.
+        let mut swapped = vec![0.0; x.len()];
+        for bi in 0..b {
+            for hi in 0..h {
+                for ti in 0..t {
+                    for e in 0..d {
+                        swapped[((bi * t + ti) * h + hi) * d + e] =
+                            x[((bi * h + hi) * t + ti) * d + e];
+                    }
+                }
+            }
+        }
+        let xt = tensor::<B, 4>(swapped, [b, t, h, d], device).swap_dims(1, 2);
+        let fused = host(kernels::rope(xt.clone(), &cos_t, &sin_t));
+        let stock = host(stock::rope(xt, &cos_t, &sin_t));
+        assert!(
+            max_diff(&fused, &expected) < 1e-5,
+            "{b}x{h}x{t}x{d} fused: {}",
+            max_diff(&fused, &expected)
+        );
+        assert!(
+            max_diff(&stock, &expected) < 1e-5,
+            "{b}x{h}x{t}x{d} stock: {}",
+            max_diff(&stock, &expected)
+        );
+    }
+}
+
+/// A ragged paged batch: rows of different lengths, blocks shared between rows (a common
+/// prefix), several query tokens per row with growing visibility, grouped-query heads.
+fn paged_attention_checks<B: Backend>(device: &B::Device, expect_kernel: bool) {
+    for (i, &(heads, kv_heads, d, block_size, tokens)) in [
+        (9, 3, 64, 16, 1),
+        (4, 4, 32, 4, 3),
+        (6, 2, 128, 8, 5),
+        (2, 1, 16, 1, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let num_blocks = 40;
+        let width = kv_heads * d;
+        let seed = 1000 + 10 * i as u64;
+        let k_cache = random(num_blocks * block_size * width, seed);
+        let v_cache = random(num_blocks * block_size * width, seed + 1);
+        // Row lengths (keys after this step) and their blocks: rows 0 and 1 share blocks 3 and 7.
+        let lengths = [3 * block_size + 1, 2 * block_size, 1, 5 * block_size - 1];
+        let tables: Vec<Vec<usize>> = vec![
+            vec![3, 7, 12, 30],
+            vec![3, 7],
+            vec![21],
+            vec![1, 2, 4, 8, 16],
+        ];
+        let batch = lengths.len();
+        // Token places: the last `tokens` positions of each row (fewer if the row is shorter;
+        // padding places repeat the last position).
+        let visible: Vec<Vec<usize>> = lengths
+            .iter()
+            .map(|&len| {
+                (0..tokens)
+                    .map(|j| (len + j + 1).saturating_sub(tokens).clamp(1, len))
+                    .collect()
+            })
+            .collect();
+        let q = random(batch * heads * tokens * d, seed + 2);
+        let shape = reference::PagedShape {
+            batch,
+            heads,
+            kv_heads,
+            tokens,
+            head_dim: d,
+            block_size,
+        };
+        let expected = reference::paged_attention(&q, &k_cache, &v_cache, &tables, &visible, shape);
+        let slots = num_blocks * block_size;
+        let got = kernels::paged_attention(
+            &tensor::<B, 4>(q, [batch, heads, tokens, d], device),
+            &tensor::<B, 2>(k_cache, [slots, width], device),
+            &tensor::<B, 2>(v_cache, [slots, width], device),
+            &ints::<B>(&tables, device),
+            &ints::<B>(&visible, device),
+            block_size,
+        );
+        match got {
+            Some(out) => {
+                let out = host(out);
+                let err = max_diff(&out, &expected);
+                assert!(
+                    err < 1e-5,
+                    "heads {heads}/{kv_heads} d {d} bs {block_size} t {tokens}: {err}"
+                );
+            }
+            None => assert!(
+                !expect_kernel,
+                "the paged attention kernel declined on a GPU backend"
+            ),
+        }
+    }
+}
+
+macro_rules! on_test_device {
+    ($name:ident, $check:expr) => {
+        #[test]
+        fn $name() {
+            struct Task;
+            impl BackendTask for Task {
+                type Output = ();
+                fn run<B: Backend>(self, device: B::Device) {
+                    kernels::set_enabled(true);
+                    let gpu = test_device() != DeviceKind::Cpu;
+                    assert_eq!(
+                        kernels::accelerated::<B>(),
+                        gpu,
+                        "kernels used iff on a GPU backend"
+                    );
+                    kernels::set_poison_outputs(true);
+                    $check(&device, gpu);
+                }
+            }
+            run_on(test_device(), Task).expect("test device available");
+        }
+    };
+}
+
+on_test_device!(rms_norm_matches_reference, |d: &B::Device, _| {
+    rms_norm_checks::<B>(d)
+});
+on_test_device!(rope_matches_reference, |d: &B::Device, _| rope_checks::<B>(
+    d
+));
+on_test_device!(paged_attention_matches_reference, |d: &B::Device, gpu| {
+    paged_attention_checks::<B>(d, gpu)
+});
+
+/// On backends without the kernel the engine gathers keys and runs dense attention; the host
+/// reference must agree with that path too (it is the definition both are held to).
+#[test]
+fn reference_paged_attention_agrees_with_dense_attention() {
+    use burn::tensor::Bool;
+    use mars2_models::attention_reference;
+    type C = burn::backend::NdArray<f32>;
+    let device = Default::default();
+    let (heads, kv_heads, d, bs) = (4, 2, 8, 4);
+    let width = kv_heads * d;
+    let tables = vec![vec![2, 0, 5], vec![2, 1]];
+    let lengths = [10usize, 6];
+    let visible = vec![vec![9, 10], vec![5, 6]];
+    let k_cache = random(6 * bs * width, 1);
+    let v_cache = random(6 * bs * width, 2);
+    let q = random(2 * heads * 2 * d, 3);
+    let shape = reference::PagedShape {
+        batch: 2,
+        heads,
+        kv_heads,
+        tokens: 2,
+        head_dim: d,
+        block_size: bs,
+    };
+    let expected = reference::paged_attention(&q, &k_cache, &v_cache, &tables, &visible, shape);
+    // Dense: gather each row's keys in position order, pad to 10, mask beyond visibility.
+    let mut keys = vec![0.0f32; 2 * 10 * width];
+    let mut values = keys.clone();
+    let mut hidden = Vec::new();
+    for b in 0..2 {
+        for j in 0..lengths[b] {
+            let slot = tables[b][j / bs] * bs + j % bs;
+            keys[(b * 10 + j) * width..][..width]
+                .copy_from_slice(&k_cache[slot * width..][..width]);
+            values[(b * 10 + j) * width..][..width]
+                .copy_from_slice(&v_cache[slot * width..][..width]);
+        }
+        for &seen in &visible[b] {
+            hidden.extend((0..10).map(|j| j >= seen));
+        }
+    }
+    let heads_first =
+        |v: Vec<f32>| tensor::<C, 4>(v, [2, 10, kv_heads, d], &device).swap_dims(1, 2);
+    let mask = Tensor::<C, 3, Bool>::from_data(TensorData::new(hidden, [2, 2, 10]), &device)
+        .unsqueeze_dim(1);
+    let dense = attention_reference(
+        tensor::<C, 4>(q, [2, heads, 2, d], &device),
+        heads_first(keys),
+        heads_first(values),
+        mask,
+    );
+    let err = max_diff(&host(dense), &expected);
+    assert!(err < 1e-5, "{err}");
+}
