@@ -6,8 +6,9 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
-use mars2_engine::device_sampling::{sample_on_device, RowDraw};
+use mars2_engine::device_sampling::{sample_with_stock_ops, RowDraw};
 use mars2_models::attention_reference;
+use mars2_models::kernels::reference::SampleParams;
 use mars2_models::kernels::{self, stock};
 
 /// One way of running an op (stock or fused); returns after the device finished.
@@ -174,6 +175,31 @@ fn matmul<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> Workl
     }
 }
 
+/// A projection of a few rows (a decode step): Burn's matmul against `kernels::linear`, which
+/// takes the skinny host kernel on the CPU backend.
+fn projection<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> Workload {
+    let x = random::<B, 3>([1, m, k], device);
+    let w = random::<B, 2>([k, n], device);
+    let fused = (kernels::host::is_ndarray::<B>() && m <= kernels::skinny::MAX_ROWS).then(|| {
+        let (x, w) = (x.clone(), w.clone());
+        Box::new(move || {
+            let _ = kernels::linear(x.clone(), w.clone());
+        }) as Runner
+    });
+    let d = device.clone();
+    Workload {
+        op: "projection f32",
+        shape: format!("{m}×{k} · {k}×{n}"),
+        bytes: ((m * k + k * n + m * n) * 4) as f64,
+        flops: (2 * m * k * n) as f64,
+        stock: Box::new(move || {
+            let _ = stock::linear(x.clone(), w.clone());
+            sync::<B>(&d);
+        }),
+        fused,
+    }
+}
+
 /// Causal prefill attention of one sequence (stock dense attention).
 fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload {
     let q = random::<B, 4>([1, HEADS, tokens, HEAD_DIM], device);
@@ -210,6 +236,30 @@ fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
             uniform: (i as f64 + 0.5) / rows as f64,
         })
         .collect();
+    let params: Vec<f32> = draws
+        .iter()
+        .flat_map(|d| {
+            SampleParams {
+                temperature: d.temperature,
+                top_k: d.top_k,
+                top_p: d.top_p,
+                min_p: d.min_p,
+                uniform: d.uniform as f32,
+            }
+            .row()
+        })
+        .collect();
+    let params =
+        Tensor::<B, 2>::from_data(TensorData::new(params, [rows, SampleParams::WIDTH]), device);
+    let fused = kernels::sample(&logits, &params).is_some().then(|| {
+        let (logits, params) = (logits.clone(), params.clone());
+        Box::new(move || {
+            if let Some(out) = kernels::sample(&logits, &params) {
+                // The engine reads the ids back every step; so does the benchmark.
+                let _ = out.into_data();
+            }
+        }) as Runner
+    });
     let d = device.clone();
     Workload {
         op: "sampling",
@@ -217,9 +267,9 @@ fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
         bytes: (rows * VOCAB * 4) as f64,
         flops: 0.0,
         stock: Box::new(move || {
-            let _ = sample_on_device(logits.clone(), &draws, &d);
+            let _ = sample_with_stock_ops(logits.clone(), &draws, &d);
         }),
-        fused: None,
+        fused,
     }
 }
 
@@ -232,6 +282,9 @@ pub fn workloads<B: Backend>(device: &B::Device) -> Vec<Workload> {
         rope::<B>(8, 512, device),
         paged_decode::<B>(8, 1024, device),
         paged_decode::<B>(32, 1024, device),
+        projection::<B>(1, HIDDEN, INTERMEDIATE, device),
+        projection::<B>(8, HIDDEN, INTERMEDIATE, device),
+        projection::<B>(16, HIDDEN, INTERMEDIATE, device),
         matmul::<B>(32, HIDDEN, INTERMEDIATE, device),
         matmul::<B>(2048, HIDDEN, INTERMEDIATE, device),
         prefill_attention::<B>(512, device),

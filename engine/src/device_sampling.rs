@@ -10,6 +10,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
+use mars2_models::kernels::{self, reference::SampleParams};
+
 use crate::sampling::{SampledToken, Sampler};
 
 /// How one row samples in this step.
@@ -69,8 +71,60 @@ fn host_floats<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
         .expect("float read-back")
 }
 
+/// The fused sampling kernel, on backends that have it: one launch and one read-back of
+/// `[rows, 2]` (id, log-prob). It draws by inverse CDF over the kept tokens in vocabulary
+/// order, the stock path below in descending-probability order: the same distribution, but a
+/// given uniform number may pick a different token.
+fn sample_with_kernel<B: Backend>(
+    logits: &Tensor<B, 2>,
+    draws: &[RowDraw],
+    device: &B::Device,
+) -> Option<Vec<SampledToken>> {
+    if !kernels::accelerated::<B>() {
+        return None;
+    }
+    let params: Vec<f32> = draws
+        .iter()
+        .flat_map(|d| {
+            SampleParams {
+                temperature: d.temperature,
+                top_k: d.top_k,
+                top_p: d.top_p,
+                min_p: d.min_p,
+                uniform: d.uniform as f32,
+            }
+            .row()
+        })
+        .collect();
+    let params = Tensor::from_data(
+        TensorData::new(params, [draws.len(), SampleParams::WIDTH]),
+        device,
+    );
+    let out = host_floats(kernels::sample(logits, &params)?);
+    Some(
+        out.chunks(2)
+            .map(|pair| SampledToken {
+                id: pair[0] as u32,
+                logprob: pair[1].elem(),
+            })
+            .collect(),
+    )
+}
+
 /// Samples one token per row of `logits` (`[rows, vocab]`).
 pub fn sample_on_device<B: Backend>(
+    logits: Tensor<B, 2>,
+    draws: &[RowDraw],
+    device: &B::Device,
+) -> Vec<SampledToken> {
+    assert_eq!(logits.dims()[0], draws.len(), "one draw per row");
+    sample_with_kernel(&logits, draws, device)
+        .unwrap_or_else(|| sample_with_stock_ops(logits, draws, device))
+}
+
+/// [`sample_on_device`] through Burn's own tensor ops (what backends without the sampling
+/// kernel run, and its baseline in the kernel benchmarks).
+pub fn sample_with_stock_ops<B: Backend>(
     logits: Tensor<B, 2>,
     draws: &[RowDraw],
     device: &B::Device,

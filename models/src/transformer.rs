@@ -57,16 +57,8 @@ impl<B: Backend> Transformer<B> {
     /// Logits `[batch, tokens, vocab]` from hidden states.
     pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(w) => hidden.matmul(w.val().unsqueeze::<3>()),
-            None => {
-                // Tied head: E·hᵀ keeps the large `[vocab, hidden]` matrix in its stored layout
-                // (multiplying by a transposed view would copy it on every call).
-                let [b, t, d] = hidden.dims();
-                let flat = hidden.reshape([b * t, d]);
-                let logits = self.embed_tokens.val().matmul(flat.transpose());
-                let vocab = logits.dims()[0];
-                logits.transpose().reshape([b, t, vocab])
-            }
+            Some(w) => crate::kernels::linear(hidden, w.val()),
+            None => crate::kernels::linear_transposed(hidden, self.embed_tokens.val()),
         }
     }
 

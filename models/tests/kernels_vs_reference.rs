@@ -200,3 +200,86 @@ fn attention_matches_naive_with_gqa_and_per_row_positions() {
         max_diff(&got, &expected)
     );
 }
+
+/// The skinny host matmul (decode-time projections) against the f64 reference, both weight
+/// layouts, odd sizes; and through `kernels::linear` on the ndarray backend against Burn's matmul.
+#[test]
+fn skinny_matmul_matches_reference() {
+    use mars2_models::kernels::{self, reference, skinny, stock};
+    for (case, &(m, k, n)) in [
+        (1, 1, 1),
+        (1, 576, 1536),
+        (3, 37, 700),
+        (16, 64, 257),
+        (7, 9, 5),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = random(m * k, 100 + case as u64);
+        let w = random(k * n, 200 + case as u64);
+        for (layout, transposed) in [
+            (skinny::WeightLayout::InOut, false),
+            (skinny::WeightLayout::OutIn, true),
+        ] {
+            let got = skinny::matmul(&x, m, k, &w, n, layout);
+            let want = reference::matmul(&x, m, k, &w, n, transposed);
+            let scale = (k as f32).sqrt();
+            assert!(
+                max_diff(&got, &want) < 1e-5 * scale * 4.0,
+                "{m}x{k}x{n} {layout:?}: {}",
+                max_diff(&got, &want)
+            );
+            // A row alone gives bitwise the same output as inside the batch.
+            let alone = skinny::matmul(&x[(m - 1) * k..], 1, k, &w, n, layout);
+            assert_eq!(alone, got[(m - 1) * n..].to_vec(), "{m}x{k}x{n} {layout:?}");
+        }
+        let device = Default::default();
+        let xt = Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [1, m, k]), &device);
+        let wt = Tensor::<B, 2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
+        let fused = kernels::linear(xt.clone(), wt.clone())
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let plain = stock::linear(xt.clone(), wt)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(max_diff(&fused, &plain) < 1e-4, "{m}x{k}x{n} linear");
+        let wt = Tensor::<B, 2>::from_data(TensorData::new(w, [n, k]), &device);
+        let fused = kernels::linear_transposed(xt.clone(), wt.clone())
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let plain = stock::linear_transposed(xt, wt)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(
+            max_diff(&fused, &plain) < 1e-4,
+            "{m}x{k}x{n} linear_transposed"
+        );
+    }
+}
+
+/// More rows than the skinny path takes, and a non-contiguous weight: Burn's matmul runs.
+#[test]
+fn linear_falls_back_outside_the_skinny_shape() {
+    use mars2_models::kernels::{self, host, skinny};
+    let device = Default::default();
+    let (m, k, n) = (skinny::MAX_ROWS + 1, 8, 12);
+    let x = Tensor::<B, 2>::from_data(TensorData::new(random(m * k, 1), [m, k]), &device);
+    let w = Tensor::<B, 2>::from_data(TensorData::new(random(k * n, 2), [k, n]), &device);
+    assert!(host::skinny_matmul(&x, &w, skinny::WeightLayout::InOut).is_none());
+    let transposed =
+        Tensor::<B, 2>::from_data(TensorData::new(random(k * n, 2), [n, k]), &device).transpose();
+    let one = x.clone().slice([0..1, 0..k]);
+    assert!(host::skinny_matmul(&one, &transposed, skinny::WeightLayout::InOut).is_none());
+    let y = kernels::linear(one.clone().unsqueeze::<3>(), transposed.clone());
+    let want = one.matmul(transposed);
+    let diff = max_diff(
+        &y.into_data().to_vec::<f32>().unwrap(),
+        &want.into_data().to_vec::<f32>().unwrap(),
+    );
+    assert!(diff < 1e-5, "{diff}");
+}

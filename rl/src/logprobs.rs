@@ -17,6 +17,21 @@ pub fn response_logprobs<B: Backend>(
     response: &[u32],
     device: &B::Device,
 ) -> Tensor<B, 1> {
+    response_logprobs_at(model, prompt, response, 1.0, device)
+}
+
+/// [`response_logprobs`] under the temperature-scaled distribution `softmax(logits / T)`.
+///
+/// # Panics
+/// If `prompt` or `response` is empty, or `temperature` is not positive.
+pub fn response_logprobs_at<B: Backend>(
+    model: &Transformer<B>,
+    prompt: &[u32],
+    response: &[u32],
+    temperature: f64,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    assert!(temperature > 0.0, "temperature must be positive");
     assert!(
         !prompt.is_empty() && !response.is_empty(),
         "empty prompt or response"
@@ -34,6 +49,11 @@ pub fn response_logprobs<B: Backend>(
     // The hidden state at position i predicts token i + 1.
     let hidden = hidden.slice([0..1, p - 1..len - 1]);
     let logits = model.lm_head(hidden).reshape([r as i32, -1]);
+    let logits = if temperature == 1.0 {
+        logits
+    } else {
+        logits / temperature
+    };
     token_logprobs(logits, response, device)
 }
 

@@ -14,7 +14,7 @@ use mars2_models::Transformer;
 use serde::{Deserialize, Serialize};
 
 use crate::grad_norm::clip_global_norm;
-use crate::logprobs::response_logprobs;
+use crate::logprobs::response_logprobs_at;
 use crate::loss::{sequence_loss, LossConfig, LossKind, SequenceTerms};
 use crate::samples::TrainSample;
 use crate::schedule::LrSchedule;
@@ -27,6 +27,10 @@ pub struct TrainerConfig {
     pub train_batch: usize,
     pub grad_clip: f64,
     pub loss: LossConfig,
+    /// Sampling temperature of the rollouts: the policy, old and reference log-probs are taken
+    /// from `logits / temperature`, the distribution the engine sampled from and reported
+    /// log-probs under (so the importance ratio compares like with like).
+    pub temperature: f64,
 }
 
 impl Default for TrainerConfig {
@@ -41,6 +45,7 @@ impl Default for TrainerConfig {
             train_batch: 8,
             grad_clip: 1.0,
             loss: LossConfig::default(),
+            temperature: 1.0,
         }
     }
 }
@@ -170,14 +175,27 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
             tokens: batch_tokens,
             ..StepMetrics::default()
         };
+        let temperature = self.config.temperature;
         for sample in &batch {
-            let logp = response_logprobs(&model, &sample.prompt, &sample.response, &self.device);
+            let logp = response_logprobs_at(
+                &model,
+                &sample.prompt,
+                &sample.response,
+                temperature,
+                &self.device,
+            );
             let old: Vec<f32> = logp.to_data().iter::<f32>().collect();
             let reference: Option<Vec<f32>> = self.reference.as_ref().map(|r| {
-                response_logprobs(r, &sample.prompt, &sample.response, &self.device)
-                    .to_data()
-                    .iter::<f32>()
-                    .collect()
+                response_logprobs_at(
+                    r,
+                    &sample.prompt,
+                    &sample.response,
+                    temperature,
+                    &self.device,
+                )
+                .to_data()
+                .iter::<f32>()
+                .collect()
             });
             let terms = SequenceTerms {
                 rollout: &sample.rollout_logprobs,

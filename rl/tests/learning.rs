@@ -142,6 +142,7 @@ fn mars2_training_raises_the_pass_rate() {
                 kl_beta: 0.0,
                 ..LossConfig::default()
             },
+            temperature: 1.0,
         },
         device,
     );

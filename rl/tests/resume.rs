@@ -50,6 +50,7 @@ fn trainer() -> AgentTrainer<Train> {
                 kl_beta: 0.05,
                 ..LossConfig::default()
             },
+            temperature: 1.0,
         },
         device,
     )

@@ -29,7 +29,7 @@ pub mod tree;
 pub use config::{AgentChoice, AgentSpec, ContextMode, FeedbackMode, Method, Role, SearchConfig};
 pub use error::{Result, SearchError};
 pub use metrics::{problem_metrics, summarize, ProblemMetrics, Summary};
-pub use policy::{EnginePolicy, Policy, PolicyRequest};
+pub use policy::{EnginePolicy, Policy, PolicyRequest, SamplingOverride};
 pub use posterior::{Posterior, PosteriorKind};
 pub use records::{ProblemRecord, RunDir};
 pub use runner::{grow_tree, run_problem, run_problems, ProblemRun, SearchContext};

@@ -168,12 +168,39 @@ impl<B: Backend> Policy for EnginePolicy<B> {
     }
 
     fn generate(&self, request: PolicyRequest<'_>) -> Result<Generation> {
+        self.generate_with(request, None)
+    }
+}
+
+/// An [`EnginePolicy`] seen with other sampling parameters (one set for every model), so that
+/// generations with different parameters (greedy evaluation beside sampled rollouts) share
+/// the same engine, and its batches, at the same time.
+pub struct SamplingOverride<'a, B: Backend> {
+    policy: &'a EnginePolicy<B>,
+    params: SamplingParams,
+}
+
+impl<B: Backend> EnginePolicy<B> {
+    /// This policy sampling with `params` (the seed stays per request) instead of each model's
+    /// own parameters.
+    pub fn with_sampling(&self, params: SamplingParams) -> SamplingOverride<'_, B> {
+        SamplingOverride {
+            policy: self,
+            params,
+        }
+    }
+
+    fn generate_with(
+        &self,
+        request: PolicyRequest<'_>,
+        params: Option<&SamplingParams>,
+    ) -> Result<Generation> {
         let served = self.served(request.model)?;
         let prompt = self.encode(request.model, request.messages)?;
         let weights_version = served.weights_version.load(Ordering::SeqCst);
         let params = SamplingParams {
             seed: request.seed,
-            ..served.params.clone()
+            ..params.unwrap_or(&served.params).clone()
         };
         let output = self
             .engine
@@ -205,5 +232,19 @@ impl<B: Backend> Policy for EnginePolicy<B> {
             .to_string(),
             weights_version,
         })
+    }
+}
+
+impl<B: Backend> Policy for SamplingOverride<'_, B> {
+    fn models(&self) -> usize {
+        self.policy.models()
+    }
+
+    fn model_name(&self, model: usize) -> String {
+        self.policy.model_name(model)
+    }
+
+    fn generate(&self, request: PolicyRequest<'_>) -> Result<Generation> {
+        self.policy.generate_with(request, Some(&self.params))
     }
 }

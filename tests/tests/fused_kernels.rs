@@ -1,4 +1,4 @@
-//! The fused kernels (RMSNorm, RoPE, paged attention) against their slow host references on
+//! The fused kernels (RMSNorm, RoPE, paged attention, sampling) against their slow host references on
 //! random inputs: odd sizes, non-contiguous inputs, ragged rows, blocks shared between rows,
 //! grouped-query heads. Outputs are poisoned with NaN first, so an element a kernel forgets to
 //! write fails the comparison.
@@ -245,6 +245,123 @@ on_test_device!(rope_matches_reference, |d: &B::Device, _| rope_checks::<B>(
 on_test_device!(paged_attention_matches_reference, |d: &B::Device, gpu| {
     paged_attention_checks::<B>(d, gpu)
 });
+on_test_device!(sampling_matches_reference, |d: &B::Device, gpu| {
+    sampling_checks::<B>(d, gpu)
+});
+
+/// The sampling rows every shape is checked with: greedy, plain temperature, and each cut alone
+/// and combined (a top-p of 0 keeps only the most likely token).
+fn sampling_rows(rows: usize, seed: u64) -> Vec<reference::SampleParams> {
+    let kinds = [
+        (0.0, 0, 1.0, 0.0),
+        (0.7, 0, 1.0, 0.0),
+        (1.0, 1, 1.0, 0.0),
+        (1.0, 50, 1.0, 0.0),
+        (0.8, 0, 0.9, 0.0),
+        (1.3, 0, 1.0, 0.1),
+        (1.0, 20, 0.8, 0.05),
+        (1.0, 0, 0.0, 0.0),
+        (0.5, 3, 0.5, 0.0),
+    ];
+    let uniforms = random(rows, seed);
+    (0..rows)
+        .map(|r| {
+            let (temperature, top_k, top_p, min_p) = kinds[(r + seed as usize) % kinds.len()];
+            reference::SampleParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                uniform: (uniforms[r] + 2.0) / 4.0,
+            }
+        })
+        .collect()
+}
+
+fn sampling_checks<B: Backend>(device: &B::Device, expect_kernel: bool) {
+    use mars2_engine::device_sampling::{sample_on_device, RowDraw};
+    for (case, &(rows, vocab)) in [(1, 1), (9, 1000), (18, 4099), (9, 49152)]
+        .iter()
+        .enumerate()
+    {
+        let seed = 40 + case as u64;
+        // Logits spread like a model's (about ±6), with a few exact ties.
+        let mut logits: Vec<f32> = random(rows * vocab, seed).iter().map(|v| v * 3.0).collect();
+        if vocab > 10 {
+            logits[3] = logits[7];
+        }
+        let params = sampling_rows(rows, seed);
+        let draws: Vec<RowDraw> = params
+            .iter()
+            .map(|p| RowDraw {
+                temperature: p.temperature,
+                top_k: p.top_k,
+                top_p: p.top_p,
+                min_p: p.min_p,
+                uniform: p.uniform as f64,
+            })
+            .collect();
+        let logits_t = tensor::<B, 2>(logits.clone(), [rows, vocab], device);
+        let flat: Vec<f32> = params.iter().flat_map(|p| p.row()).collect();
+        let params_t = tensor::<B, 2>(flat, [rows, reference::SampleParams::WIDTH], device);
+        let fused = kernels::sample(&logits_t, &params_t).map(host);
+        assert_eq!(
+            fused.is_some(),
+            expect_kernel,
+            "kernel used iff a GPU backend"
+        );
+        let sampled = sample_on_device(logits_t, &draws, device);
+        for (r, p) in params.iter().enumerate() {
+            let row = &logits[r * vocab..][..vocab];
+            let (want_id, want_lp) = reference::sample(row, *p);
+            let got = &sampled[r];
+            let got_lp = got.logprob as f64;
+            if p.temperature <= 0.0 {
+                assert_eq!(
+                    got.id as usize, want_id,
+                    "{rows}x{vocab} row {r}: greedy id"
+                );
+                assert!(
+                    (got_lp - want_lp).abs() < 1e-3,
+                    "row {r}: {got_lp} vs {want_lp}"
+                );
+                continue;
+            }
+            // Whatever the order of the draw, the token is kept and its log-prob is its
+            // probability under the kept distribution.
+            let kept = reference::sampling_distribution(row, *p);
+            let prob = kept
+                .iter()
+                .find(|(i, _)| *i == got.id as usize)
+                .map(|(_, q)| *q)
+                .unwrap_or_else(|| {
+                    panic!("{rows}x{vocab} row {r} {p:?}: token {} not kept", got.id)
+                });
+            assert!(
+                (got_lp - prob.ln()).abs() < 1e-3,
+                "{rows}x{vocab} row {r} {p:?}: log-prob {got_lp} vs {}",
+                prob.ln()
+            );
+            if let Some(out) = &fused {
+                // The kernel draws exactly as the reference, up to a uniform number a hair
+                // away from a boundary of the cumulative distribution.
+                let id = out[2 * r] as usize;
+                let near = [-1e-4f32, 1e-4].iter().any(|d| {
+                    let shifted = reference::SampleParams {
+                        uniform: (p.uniform + d).clamp(0.0, 0.999_999),
+                        ..*p
+                    };
+                    reference::sample(row, shifted).0 == id
+                });
+                assert!(
+                    id == want_id || near,
+                    "{rows}x{vocab} row {r} {p:?}: kernel drew {id}, reference {want_id}"
+                );
+                assert!((out[2 * r + 1] as f64 - want_lp).abs() < 1e-3 || id != want_id);
+            }
+        }
+    }
+}
 
 /// On backends without the kernel the engine gathers keys and runs dense attention; the host
 /// reference must agree with that path too (it is the definition both are held to).

@@ -127,7 +127,7 @@ impl WithModel for BenchArgs {
             // Warm-up: GPU backends compile kernels on first use of each shape.
             paged(2)?;
             dense(2)?;
-            let stock_rate = if mars2_models::kernels::accelerated::<B>() {
+            let stock_rate = if mars2_models::kernels::has_custom_kernels::<B>() {
                 mars2_models::kernels::set_enabled(false);
                 paged(2)?;
                 let rate = decoded / (paged(self.new_tokens + 1)? - paged(1)?).max(1e-9);

@@ -123,6 +123,7 @@ impl BackendTask for TrainTask {
             temperature: config.sampling.temperature,
             top_p: config.sampling.top_p,
             max_new_tokens: config.sampling.max_new_tokens,
+            stop_strings: config.sampling.stop_strings.clone(),
             ..SamplingParams::default()
         };
         let eval_params = SamplingParams {
@@ -134,7 +135,7 @@ impl BackendTask for TrainTask {
             ..EngineConfig::default()
         };
         eprintln!("loading {} agent(s) on {}", models.len(), config.device);
-        let mut policy = load_policy::<B>(&models, engine, &rollout_params, &device)?;
+        let policy = load_policy::<B>(&models, engine, &rollout_params, &device)?;
         let team = team_of(&models, config.multi_role);
         let mut trainers = Vec::new();
         let mut text = Vec::new();
@@ -167,16 +168,6 @@ impl BackendTask for TrainTask {
                 trainer.weights_version = policy.update_weights(i, weights)?;
             }
             eprintln!("resuming at round {first_round}");
-        } else {
-            before = evaluate(
-                &mut policy,
-                &models,
-                &held_out,
-                &eval_params,
-                &rollout_params,
-                &sandbox,
-                &config,
-            )?;
         }
         let metrics_path = config.out.join(METRICS_FILE);
         let rollouts_path = config.out.join(ROLLOUTS_FILE);
@@ -207,6 +198,22 @@ impl BackendTask for TrainTask {
             })
         };
         std::thread::scope(|scope| -> Result<()> {
+            // A fresh run evaluates the starting weights beside the first rollout (the engine
+            // batches both); the first update waits for that evaluation.
+            let mut before_eval = (!resume).then(|| {
+                let (policy, models, held_out) = (&policy, &models, &held_out);
+                let (eval_params, sandbox, config) = (&eval_params, &sandbox, &config);
+                scope
+                    .spawn(move || evaluate(policy, models, held_out, eval_params, sandbox, config))
+            });
+            let mut join_before = |before: &mut Vec<f64>| -> Result<()> {
+                if let Some(handle) = before_eval.take() {
+                    *before = handle
+                        .join()
+                        .map_err(|_| anyhow!("the evaluation thread panicked"))??;
+                }
+                Ok(())
+            };
             // With max_staleness = k ≥ 1, a producer grows trees up to k rounds ahead of
             // training (k − 1 finished rounds queued plus the one being grown).
             let ahead = if config.train.max_staleness > 0 {
@@ -235,6 +242,8 @@ impl BackendTask for TrainTask {
                     None => grow(round)?,
                 };
                 append_rollouts(&config.out, round, &grown.runs)?;
+                progress.set_message("held-out evaluation");
+                join_before(&mut before)?;
                 let round_metrics = RoundContext {
                     config: &config,
                     models: &models,
@@ -261,7 +270,7 @@ impl BackendTask for TrainTask {
                 }
                 progress.inc(1);
             }
-            Ok(())
+            join_before(&mut before)
         })?;
         progress.finish_and_clear();
         match write_training_plots(&metrics_path, &config.out.join("plots")) {
@@ -269,15 +278,7 @@ impl BackendTask for TrainTask {
             Err(e) => eprintln!("warning: no plots: {e:#}"),
         }
 
-        let after = evaluate(
-            &mut policy,
-            &models,
-            &held_out,
-            &eval_params,
-            &rollout_params,
-            &sandbox,
-            &config,
-        )?;
+        let after = evaluate(&policy, &models, &held_out, &eval_params, &sandbox, &config)?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "\n{} on MBPP ({} train problems, {} held-out test problems), {:.0} s",
@@ -343,6 +344,12 @@ fn trainer_config(config: &TrainConfig) -> TrainerConfig {
         },
         train_batch: t.train_batch,
         grad_clip: t.grad_clip,
+        // Greedy rollouts (temperature 0) report temperature-1 log-probs.
+        temperature: if config.sampling.temperature > 0.0 {
+            config.sampling.temperature as f64
+        } else {
+            1.0
+        },
         loss: LossConfig {
             kind: if t.loss == "grpo" {
                 LossKind::Grpo

@@ -72,6 +72,8 @@ pub struct SamplingSection {
     pub temperature: f32,
     pub top_p: f32,
     pub max_new_tokens: usize,
+    /// Generation stops once the answer contains one of these.
+    pub stop_strings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,12 +167,17 @@ impl Default for SearchSection {
     }
 }
 
+/// The end of a fenced code block on its own line: answers stop after their first program
+/// (the opening fence carries a language name, so it does not match).
+pub const CLOSING_FENCE: &str = "\n```\n";
+
 impl Default for SamplingSection {
     fn default() -> Self {
         SamplingSection {
-            temperature: 1.0,
+            temperature: 0.7,
             top_p: 1.0,
             max_new_tokens: 160,
+            stop_strings: vec![CLOSING_FENCE.to_string()],
         }
     }
 }

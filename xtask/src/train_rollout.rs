@@ -84,53 +84,63 @@ fn collect(
 }
 
 /// Held-out pass rate of each model: `eval.samples` fresh answers per problem, judged on the
-/// hidden tests.
+/// hidden tests. Every model is evaluated at the same time (the engine batches their requests,
+/// and any rollout running beside), with the evaluation's own sampling parameters.
 pub fn evaluate<B: Backend>(
-    policy: &mut EnginePolicy<B>,
+    policy: &EnginePolicy<B>,
     models: &[ModelArg],
     problems: &[Problem],
     eval_params: &SamplingParams,
-    rollout_params: &SamplingParams,
     sandbox: &Sandbox,
     config: &TrainConfig,
 ) -> Result<Vec<f64>> {
-    let mut rates = Vec::new();
     let refs: Vec<&Problem> = problems.iter().collect();
-    for (i, m) in models.iter().enumerate() {
-        policy.set_sampling(i, eval_params.clone())?;
-        let team = [AgentSpec::new(m.name.clone(), i)];
-        let mut search = SearchConfig::for_eval(Method::Sample, config.eval.samples.max(1));
-        search.stop_on_pass = false;
-        search.seed = config.seed;
-        let ctx = SearchContext {
-            config: &search,
-            team: &team,
-            policy: &*policy,
-            sandbox,
-            scorer: None,
-        };
-        eprintln!(
-            "evaluating {} on {} held-out problems",
-            m.name,
-            problems.len()
-        );
-        let runs = collect(
-            &ctx,
-            &refs,
-            config.search.concurrency.max(problems.len().min(16)),
-        )?;
-        let (passed, total) = runs
+    let greedy = policy.with_sampling(eval_params.clone());
+    let mut search = SearchConfig::for_eval(Method::Sample, config.eval.samples.max(1));
+    search.stop_on_pass = false;
+    search.seed = config.seed;
+    let concurrency = config.search.concurrency.max(problems.len().min(16));
+    eprintln!(
+        "evaluating {} agent(s) on {} held-out problems",
+        models.len(),
+        problems.len()
+    );
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = models
             .iter()
-            .flat_map(|r| r.tree.generated())
-            .fold((0, 0), |(p, t), n| (p + n.passes_hidden() as usize, t + 1));
-        rates.push(if total == 0 {
-            0.0
-        } else {
-            passed as f64 / total as f64
-        });
-        policy.set_sampling(i, rollout_params.clone())?;
-    }
-    Ok(rates)
+            .enumerate()
+            .map(|(i, m)| {
+                let (greedy, search, refs) = (&greedy, &search, &refs);
+                scope.spawn(move || -> Result<f64> {
+                    let team = [AgentSpec::new(m.name.clone(), i)];
+                    let ctx = SearchContext {
+                        config: search,
+                        team: &team,
+                        policy: greedy,
+                        sandbox,
+                        scorer: None,
+                    };
+                    let runs = collect(&ctx, refs, concurrency)?;
+                    let (passed, total) = runs
+                        .iter()
+                        .flat_map(|r| r.tree.generated())
+                        .fold((0, 0), |(p, t), n| (p + n.passes_hidden() as usize, t + 1));
+                    Ok(if total == 0 {
+                        0.0
+                    } else {
+                        passed as f64 / total as f64
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow!("an evaluation thread panicked"))?
+            })
+            .collect()
+    })
 }
 
 /// Appends round `round`'s trees to the run's rollout log (synced), one line per tree:

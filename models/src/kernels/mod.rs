@@ -7,14 +7,20 @@
 //! are benchmarked against. [`reference`] holds slow, obvious host implementations that both
 //! are tested against.
 //!
+//! On the ndarray CPU backend, products of a few rows with a weight matrix (decode steps) run
+//! through [`skinny`], which reads the weight once instead of packing it.
+//!
 //! The backend is recognised at run time from the type of its tensor primitive, so model code
 //! stays generic over `B: Backend`.
 
 #[cfg(feature = "cubecl")]
 pub mod cube;
+pub mod host;
 pub mod reference;
+pub mod skinny;
 pub mod stock;
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use burn::tensor::backend::Backend;
@@ -54,6 +60,25 @@ pub fn set_poison_outputs(poison: bool) {
 #[cfg(feature = "cubecl")]
 pub(crate) fn poison_outputs() -> bool {
     POISON.load(Ordering::Relaxed)
+}
+
+/// Moves `x` into a `U` when `T` and `U` are the same type (how generic tensors reach a
+/// backend's concrete primitive without unsafe code).
+pub(crate) fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
+    let mut slot = Some(x);
+    match (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+    {
+        Some(u) => Ok(u),
+        None => Err(slot.expect("the value is still there when the types differ")),
+    }
+}
+
+/// Whether this backend has any custom kernel (GPU kernels, or the host kernels of the ndarray
+/// backend); benchmarks then also time the stock ops beside them.
+pub fn has_custom_kernels<B: Backend>() -> bool {
+    accelerated::<B>() || (enabled() && host::is_ndarray::<B>())
 }
 
 /// Whether this backend runs the custom kernels (else every entry point falls back to Burn ops).
@@ -113,4 +138,44 @@ pub fn paged_attention<B: Backend>(
     }
     let _ = (q, k_cache, v_cache, block_tables, visible, block_size);
     None
+}
+
+/// One token per row of `logits` `[rows, vocab]` under per-row parameters `params`
+/// `[rows, 5]` (the rows of [`reference::SampleParams::row`]): returns `[rows, 2]` holding each
+/// row's token id (as a float, exact below 2²⁴) and its log-probability, so a decode step reads
+/// back one small tensor. `None` on backends without the kernel (the engine then samples with
+/// stock ops). See [`reference::sample`] for the definition.
+pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    #[cfg(feature = "cubecl")]
+    if enabled() {
+        return cube::sample(logits, params);
+    }
+    let _ = (logits, params);
+    None
+}
+
+/// `x·W` for `x` `[batch, tokens, k]` and `W` `[k, n]`.
+pub fn linear<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [b, t, k] = x.dims();
+    if enabled() && b * t <= skinny::MAX_ROWS {
+        let flat = x.clone().reshape([b * t, k]);
+        if let Some(y) = host::skinny_matmul(&flat, &weight, skinny::WeightLayout::InOut) {
+            let n = y.dims()[1];
+            return y.reshape([b, t, n]);
+        }
+    }
+    stock::linear(x, weight)
+}
+
+/// `x·Wᵀ` for `x` `[batch, tokens, k]` and `W` `[n, k]` (a tied output head).
+pub fn linear_transposed<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [b, t, k] = x.dims();
+    if enabled() && b * t <= skinny::MAX_ROWS {
+        let flat = x.clone().reshape([b * t, k]);
+        if let Some(y) = host::skinny_matmul(&flat, &weight, skinny::WeightLayout::OutIn) {
+            let n = y.dims()[1];
+            return y.reshape([b, t, n]);
+        }
+    }
+    stock::linear_transposed(x, weight)
 }

@@ -112,3 +112,128 @@ pub fn paged_attention(
     }
     out
 }
+
+/// `x` `[m, k]` times `w` (`[k, n]`, or `[n, k]` when `transposed`), accumulated in f64.
+pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, transposed: bool) -> Vec<f32> {
+    let at = |kk: usize, j: usize| {
+        if transposed {
+            w[j * k + kk]
+        } else {
+            w[kk * n + j]
+        }
+    };
+    let mut y = vec![0.0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            let sum: f64 = (0..k)
+                .map(|kk| x[r * k + kk] as f64 * at(kk, j) as f64)
+                .sum();
+            y[r * n + j] = sum as f32;
+        }
+    }
+    y
+}
+
+/// How one row of logits is sampled (the layout of the sampling kernel's parameter rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleParams {
+    /// 0: greedy (the log-prob is then that of the temperature-1 distribution).
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0: no limit.
+    pub top_k: usize,
+    /// Keep the most likely tokens while the probability mass before them is below p.
+    pub top_p: f32,
+    /// Keep tokens at least this fraction as likely as the most likely one.
+    pub min_p: f32,
+    /// Uniform in [0, 1) that picks the token.
+    pub uniform: f32,
+}
+
+impl SampleParams {
+    /// Values per parameter row of [`crate::kernels::sample`].
+    pub const WIDTH: usize = 5;
+
+    pub fn row(&self) -> [f32; Self::WIDTH] {
+        [
+            self.temperature,
+            self.top_k as f32,
+            self.top_p,
+            self.min_p,
+            self.uniform,
+        ]
+    }
+}
+
+/// The distribution a non-greedy row is drawn from: `(token, probability)` for every kept
+/// token, in vocabulary order.
+///
+/// The kept set is every token whose probability is at least the smallest probability that
+/// survives the top-k, top-p and min-p cuts, walking tokens from the most likely (which always
+/// survives).
+pub fn sampling_distribution(logits: &[f32], params: SampleParams) -> Vec<(usize, f64)> {
+    let t = params.temperature.max(f32::MIN_POSITIVE) as f64;
+    let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / t).collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scaled.iter().map(|s| (s - max).exp()).collect();
+    let z: f64 = weights.iter().sum();
+    let mut order: Vec<usize> = (0..scaled.len()).collect();
+    order.sort_by(|&a, &b| scaled[b].total_cmp(&scaled[a]));
+    let k = if params.top_k == 0 {
+        usize::MAX
+    } else {
+        params.top_k
+    };
+    let mut threshold = max;
+    let mut before = 0.0;
+    for (rank, &i) in order.iter().enumerate() {
+        let kept = rank == 0
+            || (rank < k && before / z < params.top_p as f64 && weights[i] >= params.min_p as f64);
+        if !kept {
+            break;
+        }
+        threshold = scaled[i];
+        before += weights[i];
+    }
+    let total: f64 = (0..scaled.len())
+        .filter(|&i| scaled[i] >= threshold)
+        .map(|i| weights[i])
+        .sum();
+    (0..scaled.len())
+        .filter(|&i| scaled[i] >= threshold)
+        .map(|i| (i, weights[i] / total))
+        .collect()
+}
+
+/// One token from `logits` under `params`, and its log-probability under the distribution
+/// actually sampled from.
+///
+/// Greedy rows take the first most likely token (log-prob under the temperature-1 softmax).
+/// Others draw from [`sampling_distribution`] by inverse CDF in vocabulary order: the first
+/// kept token whose cumulative probability exceeds `uniform`.
+pub fn sample(logits: &[f32], params: SampleParams) -> (usize, f64) {
+    if params.temperature <= 0.0 {
+        let (argmax, max) =
+            logits
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v as f64 > bv {
+                        (i, v as f64)
+                    } else {
+                        (bi, bv)
+                    }
+                });
+        let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        return (argmax, -z.ln());
+    }
+    let kept = sampling_distribution(logits, params);
+    let mut running = 0.0;
+    for &(i, p) in &kept {
+        running += p;
+        if running > params.uniform as f64 {
+            return (i, p.ln());
+        }
+    }
+    let &(i, p) = kept.last().expect("the most likely token is always kept");
+    (i, p.ln())
+}

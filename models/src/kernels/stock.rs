@@ -25,3 +25,19 @@ pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>)
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos.clone() + rotated * sin.clone()
 }
+
+/// `x·W` for `x` `[batch, tokens, k]` and `W` `[k, n]`.
+pub fn linear<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 2>) -> Tensor<B, 3> {
+    x.matmul(weight.unsqueeze::<3>())
+}
+
+/// `x·Wᵀ` for `x` `[batch, tokens, k]` and `W` `[n, k]`. Computed as `W·xᵀ` so that the large
+/// `W` stays in its stored layout (multiplying by a transposed view of it would copy it on every
+/// call).
+pub fn linear_transposed<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [b, t, d] = x.dims();
+    let flat = x.reshape([b * t, d]);
+    let y = weight.matmul(flat.transpose());
+    let n = y.dims()[0];
+    y.transpose().reshape([b, t, n])
+}

@@ -23,7 +23,7 @@ impl<B: Backend> Linear<B> {
 
     /// `x`: `[batch, tokens, d_in]` → `[batch, tokens, d_out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let y = x.matmul(self.weight.val().unsqueeze::<3>());
+        let y = crate::kernels::linear(x, self.weight.val());
         match &self.bias {
             Some(b) => y + b.val().unsqueeze::<3>(),
             None => y,

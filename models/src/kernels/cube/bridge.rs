@@ -4,26 +4,14 @@
 //! type of its float primitive with `CubeTensor<R>` for each runtime compiled in, and the
 //! primitives are moved across with `Any` (no unsafe code).
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 
-use crate::kernels::poison_outputs;
-
-/// Moves `x` into a `U` when `T` and `U` are the same type.
-fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
-    let mut slot = Some(x);
-    match (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take)
-    {
-        Some(u) => Ok(u),
-        None => Err(slot.expect("the value is still there when the types differ")),
-    }
-}
+use crate::kernels::{cast, poison_outputs};
 
 fn is_runtime<B: Backend, R: CubeRuntime>() -> bool {
     TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
@@ -64,6 +52,10 @@ pub enum CubeWork<B: Backend> {
         block_tables: Tensor<B, 2, Int>,
         visible: Tensor<B, 2, Int>,
         block_size: usize,
+    },
+    Sample {
+        logits: Tensor<B, 2>,
+        params: Tensor<B, 2>,
     },
 }
 
@@ -112,6 +104,7 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
         CubeWork::RmsNorm { x, .. } => x.device(),
         CubeWork::Rope { x, .. } => x.device(),
         CubeWork::PagedAttention { q, .. } => q.device(),
+        CubeWork::Sample { logits, .. } => logits.device(),
     };
     // A 1-D allocation is always contiguous; reshaping it keeps it so.
     let numel: usize = dims.iter().product();
@@ -156,6 +149,9 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
             block_size,
             out,
         ),
+        CubeWork::Sample { logits, params } => {
+            super::sampling::launch(float::<B, R, 2>(logits)?, float::<B, R, 2>(params)?, out)
+        }
     };
     back::<B, R, D>(out)
 }

@@ -9,6 +9,7 @@ mod bridge;
 mod paged_attention;
 mod rms_norm;
 mod rope;
+mod sampling;
 
 pub use bridge::is_cube_backend;
 
@@ -97,6 +98,22 @@ pub fn paged_attention<B: Backend>(
             block_tables: block_tables.clone(),
             visible: visible.clone(),
             block_size,
+        },
+    )
+}
+
+/// Sampling kernel: one cube per row; see [`crate::kernels::sample`].
+pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    let [rows, vocab] = logits.dims();
+    let width = crate::kernels::reference::SampleParams::WIDTH;
+    if params.dims() != [rows, width] || vocab == 0 || vocab >= 1 << 24 {
+        return None;
+    }
+    run_float::<B, 2>(
+        [rows, 2],
+        CubeWork::Sample {
+            logits: logits.clone(),
+            params: params.clone(),
         },
     )
 }

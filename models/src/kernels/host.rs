@@ -1,0 +1,56 @@
+//! The CPU side: Burn tensors of the ndarray backend handed to host kernels ([`super::skinny`])
+//! without copying the weights.
+//!
+//! As for the GPU kernels, the backend is recognised from the type of its float primitive; an
+//! autodiff backend (training) has a different primitive and keeps Burn's own ops, so gradients
+//! never see these kernels.
+
+use std::any::TypeId;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_ndarray::NdArrayTensor;
+
+use super::cast;
+use super::skinny::{self, WeightLayout};
+
+/// Whether `B` is the ndarray backend (the host kernels apply to it).
+pub fn is_ndarray<B: Backend>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<NdArrayTensor>()
+}
+
+/// `x` `[m, k]` times the weight `w` (`[k, n]` or `[n, k]` per `layout`) through the skinny
+/// kernel; `None` unless `B` is ndarray with f32 tensors, `m ≤ MAX_ROWS` and the weight is
+/// stored contiguously.
+pub fn skinny_matmul<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &Tensor<B, 2>,
+    layout: WeightLayout,
+) -> Option<Tensor<B, 2>> {
+    if !is_ndarray::<B>() {
+        return None;
+    }
+    let [m, k] = x.dims();
+    let [rows, cols] = w.dims();
+    let n = match layout {
+        WeightLayout::InOut if rows == k => cols,
+        WeightLayout::OutIn if cols == k => rows,
+        _ => return None,
+    };
+    if m == 0 || m > skinny::MAX_ROWS {
+        return None;
+    }
+    let TensorPrimitive::Float(primitive) = w.clone().into_primitive() else {
+        return None;
+    };
+    let weight: NdArrayTensor = cast(primitive).ok()?;
+    let NdArrayTensor::F32(storage) = &weight else {
+        return None;
+    };
+    let view = storage.view();
+    let w_host = view.as_slice()?;
+    let x_data = x.to_data();
+    let x_host = x_data.as_slice::<f32>().ok()?;
+    let y = skinny::matmul(x_host, m, k, w_host, n, layout);
+    Some(Tensor::from_data(TensorData::new(y, [m, n]), &x.device()))
+}
