@@ -79,9 +79,9 @@ pub fn paged_attention<B: Backend>(
     let width = k_cache.dims()[1];
     let supported = d > 0
         && d <= paged_attention::MAX_HEAD_DIM
-        && width % d == 0
+        && width.is_multiple_of(d)
         && width > 0
-        && heads % (width / d) == 0
+        && heads.is_multiple_of(width / d)
         && v_cache.dims() == k_cache.dims()
         && visible.dims() == [b, t]
         && block_tables.dims()[0] == b

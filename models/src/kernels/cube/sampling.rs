@@ -67,6 +67,7 @@ fn is_kept<F: Float>(s: F, e: F, threshold: F, min_p: F, max: F) -> bool {
 }
 
 #[cube(launch)]
+#[allow(clippy::manual_div_ceil)] // the cube macro translates plain arithmetic only
 fn sample_kernel<F: Float>(
     logits: &Tensor<F>,
     params: &Tensor<F>,
