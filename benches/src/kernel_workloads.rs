@@ -236,19 +236,7 @@ fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
             uniform: (i as f64 + 0.5) / rows as f64,
         })
         .collect();
-    let params: Vec<f32> = draws
-        .iter()
-        .flat_map(|d| {
-            SampleParams {
-                temperature: d.temperature,
-                top_k: d.top_k,
-                top_p: d.top_p,
-                min_p: d.min_p,
-                uniform: d.uniform as f32,
-            }
-            .row()
-        })
-        .collect();
+    let params: Vec<f32> = draws.iter().flat_map(|d| d.sample_params().row()).collect();
     let params =
         Tensor::<B, 2>::from_data(TensorData::new(params, [rows, SampleParams::WIDTH]), device);
     let fused = kernels::sample(&logits, &params).is_some().then(|| {

@@ -43,6 +43,17 @@ impl RowDraw {
         }
     }
 
+    /// The row as the sampling kernel takes it (its uniform number narrowed to f32).
+    pub fn sample_params(&self) -> SampleParams {
+        SampleParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            uniform: self.uniform as f32,
+        }
+    }
+
     fn greedy(&self) -> bool {
         self.temperature == 0.0
     }
@@ -83,19 +94,7 @@ fn sample_with_kernel<B: Backend>(
     if !kernels::accelerated::<B>() {
         return None;
     }
-    let params: Vec<f32> = draws
-        .iter()
-        .flat_map(|d| {
-            SampleParams {
-                temperature: d.temperature,
-                top_k: d.top_k,
-                top_p: d.top_p,
-                min_p: d.min_p,
-                uniform: d.uniform as f32,
-            }
-            .row()
-        })
-        .collect();
+    let params: Vec<f32> = draws.iter().flat_map(|d| d.sample_params().row()).collect();
     let params = Tensor::from_data(
         TensorData::new(params, [draws.len(), SampleParams::WIDTH]),
         device,
