@@ -156,26 +156,34 @@ pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Optio
 
 /// `x·W` for `x` `[batch, tokens, k]` and `W` `[k, n]`.
 pub fn linear<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 2>) -> Tensor<B, 3> {
-    let [b, t, k] = x.dims();
-    if enabled() && b * t <= skinny::MAX_ROWS {
-        let flat = x.clone().reshape([b * t, k]);
-        if let Some(y) = host::skinny_matmul(&flat, &weight, skinny::WeightLayout::InOut) {
-            let n = y.dims()[1];
-            return y.reshape([b, t, n]);
-        }
-    }
-    stock::linear(x, weight)
+    project(x, weight, skinny::WeightLayout::InOut, stock::linear)
 }
 
 /// `x·Wᵀ` for `x` `[batch, tokens, k]` and `W` `[n, k]` (a tied output head).
 pub fn linear_transposed<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 2>) -> Tensor<B, 3> {
+    project(
+        x,
+        weight,
+        skinny::WeightLayout::OutIn,
+        stock::linear_transposed,
+    )
+}
+
+/// A projection through the skinny host kernel when it takes the shape and backend, else
+/// through `stock`.
+fn project<B: Backend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 2>,
+    layout: skinny::WeightLayout,
+    stock: fn(Tensor<B, 3>, Tensor<B, 2>) -> Tensor<B, 3>,
+) -> Tensor<B, 3> {
     let [b, t, k] = x.dims();
     if enabled() && b * t <= skinny::MAX_ROWS {
         let flat = x.clone().reshape([b * t, k]);
-        if let Some(y) = host::skinny_matmul(&flat, &weight, skinny::WeightLayout::OutIn) {
+        if let Some(y) = host::skinny_matmul(&flat, &weight, layout) {
             let n = y.dims()[1];
             return y.reshape([b, t, n]);
         }
     }
-    stock::linear_transposed(x, weight)
+    stock(x, weight)
 }
