@@ -91,21 +91,6 @@ impl<B: Backend> EnginePolicy<B> {
         Ok(self.models.len() - 1)
     }
 
-    /// Changes how model `model` samples from now on (the seed stays per request).
-    pub fn set_sampling(&mut self, model: usize, params: SamplingParams) -> Result<()> {
-        let models = self.models.len();
-        let served = self
-            .models
-            .get_mut(model)
-            .ok_or(SearchError::UnknownModel {
-                agent: format!("model {model}"),
-                model,
-                models,
-            })?;
-        served.params = params;
-        Ok(())
-    }
-
     pub fn engine(&self) -> &Engine<B> {
         &self.engine
     }
