@@ -514,7 +514,7 @@ impl<B: Backend> EngineCore<B> {
         let device = self.device.clone();
         let a = &mut self.agents[agent];
         let hidden = {
-            let mut ctx = PagedStep::new(&mut a.storage, &layout, &device);
+            let mut ctx = PagedStep::new(&mut a.storage, layout, &device);
             a.model.forward_hidden(
                 Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device),
                 Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, t]), &device),

@@ -28,9 +28,9 @@ pub struct PagedStep<'a, B: Backend> {
 struct Reads<B: Backend> {
     /// `[batch, max_blocks]` and `[batch, tokens]`, on backends with the kernel.
     paged: Option<(Tensor<B, 2, Int>, Tensor<B, 2, Int>)>,
-    /// Host copies for the gather path: slot per key place, hidden flag per (token, key).
-    read: Vec<i64>,
-    hidden: Vec<bool>,
+    /// The step's layout, from which the gather path's slots and mask are built when needed
+    /// (never, when the kernel runs every layer).
+    layout: StepLayout,
     gathered: Option<(Tensor<B, 1, Int>, Tensor<B, 4, Bool>)>,
 }
 
@@ -85,11 +85,7 @@ fn int_tensor<B: Backend>(rows: &[Vec<usize>], device: &B::Device) -> Tensor<B, 
 }
 
 impl<'a, B: Backend> PagedStep<'a, B> {
-    pub fn new(
-        storage: &'a mut AgentKvStorage<B>,
-        layout: &StepLayout,
-        device: &B::Device,
-    ) -> Self {
+    pub fn new(storage: &'a mut AgentKvStorage<B>, layout: StepLayout, device: &B::Device) -> Self {
         let batch = layout.write_slots.len();
         let tokens = layout.write_slots.first().map_or(0, Vec::len);
         let keys = layout
@@ -105,15 +101,6 @@ impl<'a, B: Backend> PagedStep<'a, B> {
             .flatten()
             .map(|&s| s as i64)
             .collect();
-        let mut read = Vec::with_capacity(batch * keys);
-        let mut hidden = Vec::with_capacity(batch * tokens * keys);
-        for (row, slots) in layout.read_slots.iter().enumerate() {
-            read.extend(slots.iter().map(|&s| s as i64));
-            read.extend(std::iter::repeat_n(0, keys - slots.len()));
-            for &pos in &layout.positions[row] {
-                hidden.extend((0..keys).map(|k| k > pos || k >= slots.len()));
-            }
-        }
         let paged = mars2_models::kernels::accelerated::<B>().then(|| {
             (
                 int_tensor(&layout.block_tables(storage.block_size()), device),
@@ -125,8 +112,7 @@ impl<'a, B: Backend> PagedStep<'a, B> {
             write_slots: Tensor::from_data(TensorData::new(write, [batch * tokens, 1]), device),
             reads: Reads {
                 paged,
-                read,
-                hidden,
+                layout,
                 gathered: None,
             },
             batch,
@@ -139,17 +125,26 @@ impl<'a, B: Backend> PagedStep<'a, B> {
     fn gathered(&mut self) -> (Tensor<B, 1, Int>, Tensor<B, 4, Bool>) {
         let (batch, tokens, keys) = (self.batch, self.tokens, self.keys);
         let reads = &mut self.reads;
+        let device = &self.device;
         reads
             .gathered
             .get_or_insert_with(|| {
+                // Slot per key place, and whether each (token, key) pair is hidden.
+                let layout = &reads.layout;
+                let mut read = Vec::with_capacity(batch * keys);
+                let mut hidden = Vec::with_capacity(batch * tokens * keys);
+                for (row, slots) in layout.read_slots.iter().enumerate() {
+                    read.extend(slots.iter().map(|&s| s as i64));
+                    read.extend(std::iter::repeat_n(0, keys - slots.len()));
+                    for &pos in &layout.positions[row] {
+                        hidden.extend((0..keys).map(|k| k > pos || k >= slots.len()));
+                    }
+                }
                 (
-                    Tensor::from_data(
-                        TensorData::new(std::mem::take(&mut reads.read), [batch * keys]),
-                        &self.device,
-                    ),
+                    Tensor::from_data(TensorData::new(read, [batch * keys]), device),
                     Tensor::<B, 3, Bool>::from_data(
-                        TensorData::new(std::mem::take(&mut reads.hidden), [batch, tokens, keys]),
-                        &self.device,
+                        TensorData::new(hidden, [batch, tokens, keys]),
+                        device,
                     )
                     .unsqueeze_dim(1),
                 )
