@@ -8,8 +8,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
 use mars2_engine::device_sampling::{sample_with_stock_ops, RowDraw};
 use mars2_models::attention_reference;
+use mars2_models::kernels::quantized::fused_matmul;
 use mars2_models::kernels::reference::SampleParams;
-use mars2_models::kernels::{self, stock};
+use mars2_models::kernels::{self, stock, QuantizedMatrix};
+use mars2_models::{QuantFormat, QuantizedBlocks};
 
 /// One way of running an op (stock or fused); returns after the device finished.
 pub type Runner = Box<dyn Fn()>;
@@ -200,6 +202,51 @@ fn projection<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> W
     }
 }
 
+/// A projection with a weight kept in a block format: Burn's ops unpacking the weight and
+/// multiplying densely, against the fused quantized kernel (host kernel on ndarray, CubeCL
+/// kernel on GPU backends). `n` outputs from `k` inputs, weight stored `[n, k]`.
+fn quantized_projection<B: Backend>(
+    format: QuantFormat,
+    m: usize,
+    k: usize,
+    n: usize,
+    device: &B::Device,
+) -> Workload {
+    let x = random::<B, 3>([1, m, k], device);
+    let values: Vec<f32> = random::<B, 2>([n, k], device)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let blocks = QuantizedBlocks::quantize(format, &values, n, k)
+        .expect("the benchmark shapes are whole blocks");
+    let w = QuantizedMatrix::<B>::new(blocks, device);
+    let weight_bytes = w.byte_size();
+    let fused = fused_matmul(&x.clone().reshape([m, k]), &w)
+        .is_some()
+        .then(|| {
+            let (x, w, d) = (x.clone(), w.clone(), device.clone());
+            Box::new(move || {
+                let _ = kernels::quantized_linear(x.clone(), &w);
+                sync::<B>(&d);
+            }) as Runner
+        });
+    let d = device.clone();
+    Workload {
+        op: match format {
+            QuantFormat::Q8_0 => "projection q8_0",
+            QuantFormat::Q4_1 => "projection q4_1",
+        },
+        shape: format!("{m}×{k} · {k}×{n}"),
+        bytes: (weight_bytes + (m * k + m * n) * 4) as f64,
+        flops: (2 * m * k * n) as f64,
+        stock: Box::new(move || {
+            let _ = stock::linear_transposed(x.clone(), w.dequantize());
+            sync::<B>(&d);
+        }),
+        fused,
+    }
+}
+
 /// Causal prefill attention of one sequence (stock dense attention).
 fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload {
     let q = random::<B, 4>([1, HEADS, tokens, HEAD_DIM], device);
@@ -273,6 +320,9 @@ pub fn workloads<B: Backend>(device: &B::Device) -> Vec<Workload> {
         projection::<B>(1, HIDDEN, INTERMEDIATE, device),
         projection::<B>(8, HIDDEN, INTERMEDIATE, device),
         projection::<B>(16, HIDDEN, INTERMEDIATE, device),
+        quantized_projection::<B>(QuantFormat::Q8_0, 1, HIDDEN, INTERMEDIATE, device),
+        quantized_projection::<B>(QuantFormat::Q4_1, 1, HIDDEN, INTERMEDIATE, device),
+        quantized_projection::<B>(QuantFormat::Q4_1, 16, HIDDEN, INTERMEDIATE, device),
         matmul::<B>(32, HIDDEN, INTERMEDIATE, device),
         matmul::<B>(2048, HIDDEN, INTERMEDIATE, device),
         prefill_attention::<B>(512, device),

@@ -30,8 +30,12 @@ pub fn hf_tensors<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec<usize>
         |name: String, (shape, values): (Vec<usize>, Vec<f32>)| out.push((name, shape, values));
     let linear =
         |push: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)), name: String, l: &Linear<B>| {
-            // Stored `[in, out]`; Hugging Face keeps `[out, in]`.
-            push(format!("{name}.weight"), host(l.weight.val().transpose()));
+            // Stored `[in, out]` (or quantized `[out, in]`); Hugging Face keeps `[out, in]`.
+            let weight = match &l.quantized {
+                Some(q) => q.dequantize(),
+                None => l.weight.val().transpose(),
+            };
+            push(format!("{name}.weight"), host(weight));
             if let Some(b) = &l.bias {
                 push(format!("{name}.bias"), host(b.val()));
             }
@@ -67,8 +71,13 @@ pub fn hf_tensors<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec<usize>
     }
     push("model.norm.weight".into(), host(model.norm.weight.val()));
     if let Some(head) = &model.lm_head {
-        // Stored `[hidden, vocab]`; Hugging Face keeps `[vocab, hidden]`.
-        push("lm_head.weight".into(), host(head.val().transpose()));
+        // Stored `[hidden, vocab]` (or quantized `[vocab, hidden]`); Hugging Face keeps
+        // `[vocab, hidden]`.
+        let weight = match &model.quantized_head {
+            Some(q) => q.dequantize(),
+            None => head.val().transpose(),
+        };
+        push("lm_head.weight".into(), host(weight));
     }
     out
 }

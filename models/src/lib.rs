@@ -7,6 +7,8 @@
 //!   crate knows nothing about batching or caching policy.
 //! - Loading: Hugging Face directories ([`SafetensorsSource`], [`ModelConfig`]) and GGUF files
 //!   ([`gguf`]), through [`load_model`].
+//! - Quantized weights: [`Transformer::quantize`] keeps projections in GGUF's Q8_0/Q4_1 blocks
+//!   ([`QuantizedBlocks`]), multiplied by kernels that read the blocks directly.
 //! - Text: [`TextTokenizer`] (the `tokenizers` crate) and [`ChatTemplate`] (`minijinja`).
 
 pub mod attention_context;
@@ -19,6 +21,7 @@ pub mod host_tensor;
 pub mod kernels;
 pub mod layers;
 pub mod load;
+pub mod quantized;
 pub mod registry;
 pub mod safetensors_source;
 pub mod tokenizer;
@@ -33,6 +36,7 @@ pub use error::{ModelError, Result};
 pub use export::save_hf_checkpoint;
 pub use host_tensor::{HostTensor, WeightSource};
 pub use load::{checkpoint_kind, load_model, CheckpointKind, LoadedModel};
+pub use quantized::{QuantFormat, QuantizedBlocks};
 pub use safetensors_source::SafetensorsSource;
 pub use tokenizer::TextTokenizer;
 pub use transformer::Transformer;

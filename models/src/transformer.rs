@@ -11,12 +11,14 @@ use crate::attention_context::AttentionContext;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::host_tensor::{HostTensor, WeightSource};
+use crate::kernels::QuantizedMatrix;
 use crate::layers::attention::SelfAttention;
 use crate::layers::decoder_layer::DecoderLayer;
 use crate::layers::linear::Linear;
 use crate::layers::mlp::Mlp;
 use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::Rope;
+use crate::quantized::{QuantFormat, QuantizeError, QuantizedBlocks};
 
 #[derive(Module, Debug)]
 pub struct Transformer<B: Backend> {
@@ -27,6 +29,10 @@ pub struct Transformer<B: Backend> {
     /// `[hidden, vocab]`; `None` when tied to `embed_tokens`.
     pub lm_head: Option<Param<Tensor<B, 2>>>,
     pub rope: Rope<B>,
+    /// The output head `[vocab, hidden]` in a block format once [`Transformer::quantize`]d
+    /// (tied or not); the embedding lookup keeps reading `embed_tokens`.
+    #[module(skip)]
+    pub quantized_head: Option<QuantizedMatrix<B>>,
 }
 
 impl<B: Backend> Transformer<B> {
@@ -56,6 +62,9 @@ impl<B: Backend> Transformer<B> {
 
     /// Logits `[batch, tokens, vocab]` from hidden states.
     pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        if let Some(q) = &self.quantized_head {
+            return crate::kernels::quantized_linear(hidden, q);
+        }
         match &self.lm_head {
             Some(w) => crate::kernels::linear(hidden, w.val()),
             None => crate::kernels::linear_transposed(hidden, self.embed_tokens.val()),
@@ -74,6 +83,73 @@ impl<B: Backend> Transformer<B> {
 
     pub fn vocab_size(&self) -> usize {
         self.embed_tokens.dims()[0]
+    }
+
+    /// Keeps every projection and the output head in the block format `format` from now on
+    /// (for inference: quantized weights get no gradients, and
+    /// [`crate::export::hf_tensors`] writes their dequantized values). Norms stay f32; a tied
+    /// embedding table takes the quantized values of the head but stays an f32 tensor for the
+    /// lookup.
+    pub fn quantize(&mut self, format: QuantFormat) -> std::result::Result<(), QuantizeError> {
+        // Every input width must be whole blocks; checked first so that a refusal changes
+        // nothing.
+        let hidden = self.embed_tokens.dims()[1];
+        let widths = self.layers.iter().flat_map(|layer| {
+            let (a, m) = (&layer.attention, &layer.mlp);
+            [
+                &a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate, &m.up, &m.down,
+            ]
+            .map(|l| l.dims().0)
+        });
+        if let Some(cols) = std::iter::once(hidden)
+            .chain(widths)
+            .find(|w| !w.is_multiple_of(crate::gguf::dequant::BLOCK))
+        {
+            return Err(QuantizeError::PartialBlock { cols });
+        }
+        for layer in &mut self.layers {
+            let a = &mut layer.attention;
+            for l in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                l.quantize(format)?;
+            }
+            let m = &mut layer.mlp;
+            for l in [&mut m.gate, &mut m.up, &mut m.down] {
+                l.quantize(format)?;
+            }
+        }
+        if self.quantized_head.is_none() {
+            let device = self.embed_tokens.device();
+            let (values, [vocab, hidden]) = match &self.lm_head {
+                Some(head) => {
+                    let [hidden, vocab] = head.dims();
+                    (head.val().transpose(), [vocab, hidden])
+                }
+                None => (self.embed_tokens.val(), self.embed_tokens.dims()),
+            };
+            let values = values
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("a float tensor converts to f32");
+            let blocks = QuantizedBlocks::quantize(format, &values, vocab, hidden)?;
+            if self.lm_head.is_some() {
+                self.lm_head = Some(Param::from_tensor(Tensor::zeros([hidden, 0], &device)));
+            } else {
+                // Tied: the lookup reads the quantized values too (as GGUF files store one
+                // table for both), so the model stays tied and exports as it computes.
+                self.embed_tokens = Param::from_tensor(Tensor::from_data(
+                    TensorData::new(blocks.dequantize(), [vocab, hidden]),
+                    &device,
+                ));
+            }
+            self.quantized_head = Some(QuantizedMatrix::new(blocks, &device));
+        }
+        Ok(())
+    }
+
+    /// Whether [`Transformer::quantize`] has run.
+    pub fn is_quantized(&self) -> bool {
+        self.quantized_head.is_some()
     }
 
     /// Builds the model from named weights, checking every shape against `config`.
@@ -202,6 +278,7 @@ impl<B: Backend> Transformer<B> {
             norm,
             lm_head,
             rope: Rope::new(config, device),
+            quantized_head: None,
         })
     }
 

@@ -1,6 +1,6 @@
-//! The fused kernels (RMSNorm, RoPE, paged attention, sampling) against their slow host references on
-//! random inputs: odd sizes, non-contiguous inputs, ragged rows, blocks shared between rows,
-//! grouped-query heads. Outputs are poisoned with NaN first, so an element a kernel forgets to
+//! The fused kernels (RMSNorm, RoPE, paged attention, sampling, quantized matmul) against their
+//! slow host references on random inputs: odd sizes, non-contiguous inputs, ragged rows, blocks
+//! shared between rows, grouped-query heads. Outputs are poisoned with NaN first, so an element a kernel forgets to
 //! write fails the comparison.
 //!
 //! Runs on the CPU (the stock Burn ops); with `MARS2_TEST_DEVICE=cuda` or `wgpu` (feature built)
@@ -417,3 +417,62 @@ fn reference_paged_attention_agrees_with_dense_attention() {
     let err = max_diff(&host(dense), &expected);
     assert!(err < 1e-5, "{err}");
 }
+
+fn quantized_matmul_checks<B: Backend>(device: &B::Device, gpu: bool) {
+    use mars2_models::kernels::quantized::{fused_matmul, MAX_FUSED_ROWS};
+    use mars2_models::kernels::{quantized_linear, QuantizedMatrix};
+    use mars2_models::{QuantFormat, QuantizedBlocks};
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        for (i, &(m, n, k)) in [
+            (1, 70, 96),
+            (3, 33, 32),
+            (16, 129, 576),
+            (5, 1, 2048),
+            (17, 40, 64),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let seed = 500 + 10 * i as u64;
+            let blocks = QuantizedBlocks::quantize(format, &random(n * k, seed), n, k)
+                .expect("whole blocks");
+            let x = random(m * k, seed + 1);
+            let expected = reference::quantized_matmul(&x, m, &blocks);
+            let w = QuantizedMatrix::<B>::new(blocks.clone(), device);
+            assert_eq!(w.dims(), [n, k]);
+            // Kept quantized: at most 9 bits a value (Q8_0), 6 (Q4_1).
+            assert!(
+                w.byte_size() * 8 <= n * k * 9,
+                "{format:?} keeps {} bytes",
+                w.byte_size()
+            );
+            let dense = host(w.dequantize());
+            assert!(
+                max_diff(&dense, &blocks.dequantize()) < 1e-6,
+                "{format:?} {n}x{k}: unpacking differs"
+            );
+            let xt = tensor::<B, 2>(x, [m, k], device);
+            let tolerance = 2e-4 * (k as f32).sqrt();
+            let y = host(quantized_linear(xt.clone().reshape([1, m, k]), &w));
+            let err = max_diff(&y, &expected);
+            assert!(err < tolerance, "{format:?} {m}x{k}·{n}: {err}");
+            let stock = host(stock::linear_transposed(
+                xt.clone().reshape([1, m, k]),
+                w.dequantize(),
+            ));
+            let err = max_diff(&stock, &expected);
+            assert!(err < tolerance, "{format:?} {m}x{k}·{n} stock: {err}");
+            let fused = fused_matmul(&xt, &w);
+            // The ndarray host kernel and the GPU kernel both take up to 16 rows.
+            assert_eq!(
+                fused.is_some(),
+                m <= MAX_FUSED_ROWS,
+                "{format:?} {m} rows (gpu: {gpu}): fused kernel used"
+            );
+        }
+    }
+}
+
+on_test_device!(quantized_matmul_matches_reference, |d: &B::Device, gpu| {
+    quantized_matmul_checks::<B>(d, gpu)
+});

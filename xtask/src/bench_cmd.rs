@@ -43,6 +43,10 @@ pub struct BenchArgs {
     pub no_tree: bool,
     #[arg(long, default_value_t = 1024)]
     pub kv_cache_mb: usize,
+    /// Also decode with the projections and head kept in this block format (`q8_0`, `q4_1`),
+    /// measured in the same run beside the f32 model.
+    #[arg(long)]
+    pub quantize: Option<mars2_models::QuantFormat>,
     #[arg(long)]
     pub json: bool,
 }
@@ -92,7 +96,17 @@ impl WithModel for BenchArgs {
             max_running: 256,
             ..EngineConfig::default()
         };
-        let new_core = |reuse: bool| -> Result<(EngineCore<B>, mars2_engine::AgentId)> {
+        let quantized = match self.quantize {
+            Some(format) => {
+                let mut model = loaded.model.clone();
+                model.quantize(format)?;
+                Some(model)
+            }
+            None => None,
+        };
+        let core_with = |model: &mars2_models::Transformer<B>,
+                         reuse: bool|
+         -> Result<(EngineCore<B>, mars2_engine::AgentId)> {
             let mut core = EngineCore::<B>::new(
                 EngineConfig {
                     prefix_reuse: reuse,
@@ -100,16 +114,16 @@ impl WithModel for BenchArgs {
                 },
                 device.clone(),
             );
-            let agent =
-                core.add_agent("bench", loaded.model.clone(), loaded.config.clone(), None)?;
+            let agent = core.add_agent("bench", model.clone(), loaded.config.clone(), None)?;
             Ok((core, agent))
         };
+        let new_core = |reuse: bool| core_with(&loaded.model, reuse);
         let mut results = Vec::new();
 
         // Decode: the time of prefill + 1 token is subtracted from prefill + (n + 1) tokens.
         for &batch in &self.batches {
-            let paged = |n: usize| -> Result<f64> {
-                let (mut core, agent) = new_core(false)?;
+            let paged_with = |model: &mars2_models::Transformer<B>, n: usize| -> Result<f64> {
+                let (mut core, agent) = core_with(model, false)?;
                 for i in 0..batch {
                     core.submit(agent, i as u64, greedy(prompt.clone(), n))?;
                 }
@@ -117,6 +131,7 @@ impl WithModel for BenchArgs {
                 core.run_until_idle();
                 Ok(t.elapsed().as_secs_f64())
             };
+            let paged = |n: usize| paged_with(&loaded.model, n);
             let dense = |n: usize| -> Result<f64> {
                 let requests: Vec<_> = (0..batch).map(|_| greedy(prompt.clone(), n)).collect();
                 let t = Instant::now();
@@ -138,7 +153,15 @@ impl WithModel for BenchArgs {
             };
             let paged_rate = decoded / (paged(self.new_tokens + 1)? - paged(1)?).max(1e-9);
             let dense_rate = decoded / (dense(self.new_tokens + 1)? - dense(1)?).max(1e-9);
-            results.push(json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate}));
+            let quantized_rate = match &quantized {
+                Some(model) => {
+                    paged_with(model, 2)?;
+                    let seconds = paged_with(model, self.new_tokens + 1)? - paged_with(model, 1)?;
+                    Some(decoded / seconds.max(1e-9))
+                }
+                None => None,
+            };
+            results.push(json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate, "paged_quantized_tokens_per_s": quantized_rate, "quantized_format": self.quantize.map(|f| f.name())}));
             eprintln!(
                 "decode batch {batch}: paged {paged_rate:.1} tok/s, dense {dense_rate:.1} tok/s"
             );
@@ -199,17 +222,21 @@ impl WithModel for BenchArgs {
             self.new_tokens
         );
         println!();
-        println!("| batch | paged decode tokens/s | paged, stock ops | dense decode tokens/s |");
-        println!("|------:|----------------------:|-----------------:|----------------------:|");
+        let quantized_column = self.quantize.map_or("paged, quantized".to_string(), |f| {
+            format!("paged, {}", f.name())
+        });
+        println!("| batch | paged decode tokens/s | paged, stock ops | dense decode tokens/s | {quantized_column} |");
+        println!("|------:|----------------------:|-----------------:|----------------------:|-----------------:|");
+        let rate =
+            |v: &serde_json::Value| v.as_f64().map_or("—".to_string(), |v| format!("{v:.1}"));
         for r in results.iter().filter(|r| r["figure"] == "decode") {
             println!(
-                "| {:>5} | {:>21.1} | {:>16} | {:>21.1} |",
+                "| {:>5} | {:>21.1} | {:>16} | {:>21.1} | {:>16} |",
                 r["batch"],
                 r["paged_tokens_per_s"].as_f64().unwrap_or(0.0),
-                r["paged_stock_ops_tokens_per_s"]
-                    .as_f64()
-                    .map_or("—".to_string(), |v| format!("{v:.1}")),
-                r["dense_tokens_per_s"].as_f64().unwrap_or(0.0)
+                rate(&r["paged_stock_ops_tokens_per_s"]),
+                r["dense_tokens_per_s"].as_f64().unwrap_or(0.0),
+                rate(&r["paged_quantized_tokens_per_s"]),
             );
         }
         let trees: Vec<_> = results.iter().filter(|r| r["figure"] == "tree").collect();

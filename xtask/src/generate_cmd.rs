@@ -42,6 +42,10 @@ pub struct GenerateArgs {
     /// cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Keep the projections and output head in a GGUF block format (`q8_0`, `q4_1`) while
+    /// generating: less memory per weight, quantized kernels.
+    #[arg(long)]
+    pub quantize: Option<mars2_models::QuantFormat>,
     /// One JSON object per prompt on stdout.
     #[arg(long)]
     pub json: bool,
@@ -77,7 +81,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 impl WithModel for GenerateArgs {
     type Output = ();
 
-    fn run<B: Backend>(self, loaded: LoadedModel<B>, device: &B::Device) -> Result<()> {
+    fn run<B: Backend>(self, mut loaded: LoadedModel<B>, device: &B::Device) -> Result<()> {
+        if let Some(format) = self.quantize {
+            loaded
+                .model
+                .quantize(format)
+                .with_context(|| format!("quantizing {}", loaded.source.display()))?;
+        }
         let mut prompts: Vec<Vec<u32>> = Vec::new();
         let needs_tokenizer = !self.prompt.is_empty() || !self.chat.is_empty();
         let tokenizer = loaded.tokenizer.as_ref();

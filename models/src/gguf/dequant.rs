@@ -188,6 +188,29 @@ pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Quantizes f32 values to Q4_1: per block `d = (max − min) / 15` and `m = min`, both rounded
+/// to f16, codes `round((x − m) / d)` clamped to 0..=15.
+pub fn quantize_q4_1(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for block in values.chunks(BLOCK) {
+        let lo = block.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let d = f16::from_f32((hi - lo) / 15.0);
+        let m = f16::from_f32(lo);
+        let (df, mf) = (d.to_f32(), m.to_f32());
+        let inv = if df == 0.0 { 0.0 } else { 1.0 / df };
+        let code = |x: f32| ((x - mf) * inv).round().clamp(0.0, 15.0) as u8;
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend_from_slice(&m.to_le_bytes());
+        let mut codes = [0u8; BLOCK];
+        for (c, &x) in codes.iter_mut().zip(block) {
+            *c = code(x);
+        }
+        out.extend((0..16).map(|j| codes[j] | (codes[j + 16] << 4)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,3 +54,25 @@ pub fn skinny_matmul<B: Backend>(
     let y = skinny::matmul(x_host, m, k, w_host, n, layout);
     Some(Tensor::from_data(TensorData::new(y, [m, n]), &x.device()))
 }
+
+/// `x` `[m, k]` times a quantized weight `[n, k]` transposed, through the host kernel; `None`
+/// unless `B` is ndarray with f32 tensors.
+pub fn quantized_matmul<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &crate::quantized::QuantizedBlocks,
+) -> Option<Tensor<B, 2>> {
+    if !is_ndarray::<B>() {
+        return None;
+    }
+    let [m, k] = x.dims();
+    if k != w.cols {
+        return None;
+    }
+    let x_data = x.to_data();
+    let x_host = x_data.as_slice::<f32>().ok()?;
+    let y = super::skinny_quantized::matmul(x_host, m, w);
+    Some(Tensor::from_data(
+        TensorData::new(y, [m, w.rows]),
+        &x.device(),
+    ))
+}

@@ -10,15 +10,23 @@
 //! On the ndarray CPU backend, products of a few rows with a weight matrix (decode steps) run
 //! through [`skinny`], which reads the weight once instead of packing it.
 //!
+//! Weights kept in a GGUF block format ([`quantized`]) multiply through their own kernels: the
+//! host kernel [`skinny_quantized`] on ndarray, a CubeCL kernel on GPU backends.
+//!
 //! The backend is recognised at run time from the type of its tensor primitive, so model code
 //! stays generic over `B: Backend`.
 
 #[cfg(feature = "cubecl")]
 pub mod cube;
 pub mod host;
+pub mod quantized;
+mod quantized_module;
 pub mod reference;
 pub mod skinny;
+pub mod skinny_quantized;
 pub mod stock;
+
+pub use quantized::{quantized_linear, QuantizedMatrix};
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

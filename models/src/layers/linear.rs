@@ -1,16 +1,22 @@
-//! A dense projection `y = x·W + b` with `W` stored `[in, out]` (Hugging Face stores `[out, in]`;
-//! loaders transpose).
+//! A projection `y = x·W + b` with `W` stored `[in, out]` (Hugging Face stores `[out, in]`;
+//! loaders transpose), or kept in a GGUF block format for inference ([`Linear::quantize`]).
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::kernels::QuantizedMatrix;
+use crate::quantized::{QuantFormat, QuantizeError, QuantizedBlocks};
+
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
-    /// `[d_in, d_out]`.
+    /// `[d_in, d_out]`; `[d_in, 0]` once the weight is quantized.
     pub weight: Param<Tensor<B, 2>>,
     /// `[d_out]`.
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// The weight in a block format, `[d_out, d_in]`, when quantized: used instead of `weight`.
+    #[module(skip)]
+    pub quantized: Option<QuantizedMatrix<B>>,
 }
 
 impl<B: Backend> Linear<B> {
@@ -18,15 +24,51 @@ impl<B: Backend> Linear<B> {
         Self {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
+            quantized: None,
         }
     }
 
     /// `x`: `[batch, tokens, d_in]` → `[batch, tokens, d_out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let y = crate::kernels::linear(x, self.weight.val());
+        let y = match &self.quantized {
+            Some(q) => crate::kernels::quantized_linear(x, q),
+            None => crate::kernels::linear(x, self.weight.val()),
+        };
         match &self.bias {
             Some(b) => y + b.val().unsqueeze::<3>(),
             None => y,
+        }
+    }
+
+    /// Replaces the dense weight by its quantization in `format` (inference only: the
+    /// quantized weight gets no gradient). Quantizing twice keeps the first quantization.
+    pub fn quantize(&mut self, format: QuantFormat) -> Result<(), QuantizeError> {
+        if self.quantized.is_some() {
+            return Ok(());
+        }
+        let weight = self.weight.val();
+        let [d_in, d_out] = weight.dims();
+        let device = weight.device();
+        let out_in = weight
+            .transpose()
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("a float tensor converts to f32");
+        let blocks = QuantizedBlocks::quantize(format, &out_in, d_out, d_in)?;
+        self.quantized = Some(QuantizedMatrix::new(blocks, &device));
+        self.weight = Param::from_tensor(Tensor::zeros([d_in, 0], &device));
+        Ok(())
+    }
+
+    /// `(d_in, d_out)`, whether or not the weight is quantized.
+    pub fn dims(&self) -> (usize, usize) {
+        match &self.quantized {
+            Some(q) => (q.dims()[1], q.dims()[0]),
+            None => {
+                let [d_in, d_out] = self.weight.dims();
+                (d_in, d_out)
+            }
         }
     }
 }

@@ -57,6 +57,13 @@ pub enum CubeWork<B: Backend> {
         logits: Tensor<B, 2>,
         params: Tensor<B, 2>,
     },
+    QuantizedMatmul {
+        x: Tensor<B, 2>,
+        scales: Tensor<B, 2>,
+        mins: Tensor<B, 2>,
+        codes: Tensor<B, 2, Int>,
+        format: crate::quantized::QuantFormat,
+    },
 }
 
 /// Runs `work` on the runtime of `B`, writing a fresh f32 output of shape `dims`; `None` when
@@ -105,6 +112,7 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
         CubeWork::Rope { x, .. } => x.device(),
         CubeWork::PagedAttention { q, .. } => q.device(),
         CubeWork::Sample { logits, .. } => logits.device(),
+        CubeWork::QuantizedMatmul { x, .. } => x.device(),
     };
     // A 1-D allocation is always contiguous; reshaping it keeps it so.
     let numel: usize = dims.iter().product();
@@ -152,6 +160,20 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
         CubeWork::Sample { logits, params } => {
             super::sampling::launch(float::<B, R, 2>(logits)?, float::<B, R, 2>(params)?, out)
         }
+        CubeWork::QuantizedMatmul {
+            x,
+            scales,
+            mins,
+            codes,
+            format,
+        } => super::quantized_matmul::launch(
+            float::<B, R, 2>(x)?,
+            float::<B, R, 2>(scales)?,
+            float::<B, R, 2>(mins)?,
+            int::<B, R, 2>(codes)?,
+            format,
+            out,
+        ),
     };
     back::<B, R, D>(out)
 }

@@ -7,6 +7,7 @@
 
 mod bridge;
 mod paged_attention;
+mod quantized_matmul;
 mod rms_norm;
 mod rope;
 mod sampling;
@@ -114,6 +115,30 @@ pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Optio
         CubeWork::Sample {
             logits: logits.clone(),
             params: params.clone(),
+        },
+    )
+}
+
+/// Quantized product kernel for up to 16 rows: one cube per output column; see
+/// [`crate::kernels::quantized_linear`].
+pub fn quantized_matmul<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &crate::kernels::quantized::DeviceBlocks<B>,
+    format: crate::quantized::QuantFormat,
+) -> Option<Tensor<B, 2>> {
+    let [m, k] = x.dims();
+    let [n, blocks] = w.scales.dims();
+    if m == 0 || m > quantized_matmul::MAX_ROWS || blocks * 32 != k {
+        return None;
+    }
+    run_float::<B, 2>(
+        [m, n],
+        CubeWork::QuantizedMatmul {
+            x: x.clone(),
+            scales: w.scales.clone(),
+            mins: w.mins.clone(),
+            codes: w.codes.clone(),
+            format,
         },
     )
 }

@@ -1,0 +1,146 @@
+//! `x·Wᵀ` with `W` kept in a GGUF block format (Q8_0, Q4_1) on the device: the decode-time
+//! product of a few rows with a quantized weight, reading each weight block once.
+//!
+//! A cube per output column (a row of `W`). Its units take the column's blocks round-robin:
+//! each unit unpacks a block's codes into 32 registers (`d·q`, or `d·q + m`), then adds the
+//! block's dot product with every row of `x` to that row's accumulator. The units' partial
+//! sums meet in shared memory. Layout and values: [`crate::quantized`]; definition:
+//! [`crate::kernels::reference::quantized_matmul`].
+
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+
+use crate::quantized::QuantFormat;
+
+/// Units per cube.
+const THREADS: usize = 32;
+/// Most rows of `x` one launch takes (the accumulators are sized for it).
+pub const MAX_ROWS: usize = 16;
+/// Values per block.
+const BLOCK: usize = 32;
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn quantized_matmul_kernel<F: Float, I: Numeric>(
+    x: &Tensor<F>,
+    scales: &Tensor<F>,
+    mins: &Tensor<F>,
+    codes: &Tensor<I>,
+    out: &mut Tensor<F>,
+    #[comptime] q4_1: bool,
+    #[comptime] threads: usize,
+    #[comptime] max_rows: usize,
+    #[define(F, I)] _dtypes: [StorageType; 2],
+) {
+    let rows = x.shape(0);
+    let k = x.shape(1);
+    let n = scales.shape(0);
+    let blocks = scales.shape(1);
+    let col = CUBE_POS;
+    if col >= n {
+        terminate!();
+    }
+    let tid = UNIT_POS_X as usize;
+    let mut acc = Array::<F>::new(max_rows);
+    #[unroll]
+    for r in 0..max_rows {
+        acc[r] = F::new(0.0);
+    }
+    let mut values = Array::<F>::new(BLOCK);
+    let mut blk = tid;
+    while blk < blocks {
+        let at = col * blocks + blk;
+        let d = scales[at];
+        if q4_1 {
+            let m = mins[at];
+            #[unroll]
+            for w in 0..4usize {
+                let word = u32::cast_from(codes[at * 4 + w]);
+                #[unroll]
+                for b in 0..4usize {
+                    let byte = (word >> (8 * b as u32)) & 255u32;
+                    values[4 * w + b] = d * F::cast_from(byte & 15u32) + m;
+                    values[16 + 4 * w + b] = d * F::cast_from(byte >> 4u32) + m;
+                }
+            }
+        } else {
+            #[unroll]
+            for w in 0..8usize {
+                let word = u32::cast_from(codes[at * 8 + w]);
+                #[unroll]
+                for b in 0..4usize {
+                    let byte = (word >> (8 * b as u32)) & 255u32;
+                    let mut q = F::cast_from(byte);
+                    if byte >= 128u32 {
+                        q -= F::new(256.0);
+                    }
+                    values[4 * w + b] = d * q;
+                }
+            }
+        }
+        let base = blk * BLOCK;
+        for r in 0..rows {
+            let row = r * k + base;
+            let mut dot = F::new(0.0);
+            #[unroll]
+            for i in 0..BLOCK {
+                dot += values[i] * x[row + i];
+            }
+            acc[r] += dot;
+        }
+        blk += threads;
+    }
+
+    let mut partial = SharedMemory::<F>::new(threads * max_rows);
+    #[unroll]
+    for r in 0..max_rows {
+        partial[r * threads + tid] = acc[r];
+    }
+    sync_cube();
+    if tid < rows {
+        let mut total = F::new(0.0);
+        for u in 0..threads {
+            total += partial[tid * threads + u];
+        }
+        out[tid * n + col] = total;
+    }
+}
+
+/// `x` `[m, k]` (m ≤ [`MAX_ROWS`]), `scales`/`mins` `[n, k/32]` (`mins` unused for Q8_0),
+/// `codes` `[n, k/32 · words]`; `out` contiguous `[m, n]`.
+pub fn launch<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    scales: CubeTensor<R>,
+    mins: CubeTensor<R>,
+    codes: CubeTensor<R>,
+    format: QuantFormat,
+    out: CubeTensor<R>,
+) -> CubeTensor<R> {
+    let x = into_contiguous(x);
+    let scales = into_contiguous(scales);
+    let mins = into_contiguous(mins);
+    let codes = into_contiguous(codes);
+    let n = scales.meta.shape()[0];
+    let client = x.client.clone();
+    let float = x.dtype;
+    let int = codes.dtype;
+    if n > 0 && x.meta.shape()[0] > 0 {
+        quantized_matmul_kernel::launch::<R>(
+            &client,
+            super::cube_count(n),
+            CubeDim::new_1d(THREADS as u32),
+            x.into_tensor_arg(),
+            scales.into_tensor_arg(),
+            mins.into_tensor_arg(),
+            codes.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            format == QuantFormat::Q4_1,
+            THREADS,
+            MAX_ROWS,
+            [float.into(), int.into()],
+        );
+    }
+    out
+}
