@@ -35,20 +35,27 @@ pub fn matmul(
 ) -> Vec<f32> {
     assert_eq!(x.len(), m * k, "x is [m, k]");
     assert_eq!(w.len(), k * n, "w holds k·n values");
-    let chunks = n.div_ceil(CHUNK);
-    let parts: Vec<Vec<f32>> = (0..chunks)
+    by_column_chunks(m, n, CHUNK, |cols| match layout {
+        WeightLayout::InOut => chunk_in_out(x, m, k, w, n, cols),
+        WeightLayout::OutIn => chunk_out_in(x, m, k, w, cols),
+    })
+}
+
+/// `y` `[m, n]` computed in chunks of `chunk` output columns across threads: `part(cols)`
+/// returns columns `cols` of every row, `[m, cols.len()]`.
+pub(crate) fn by_column_chunks(
+    m: usize,
+    n: usize,
+    chunk: usize,
+    part: impl Fn(std::ops::Range<usize>) -> Vec<f32> + Sync,
+) -> Vec<f32> {
+    let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
         .into_par_iter()
-        .map(|c| {
-            let cols = c * CHUNK..n.min((c + 1) * CHUNK);
-            match layout {
-                WeightLayout::InOut => chunk_in_out(x, m, k, w, n, cols),
-                WeightLayout::OutIn => chunk_out_in(x, m, k, w, cols),
-            }
-        })
+        .map(|c| part(c * chunk..n.min((c + 1) * chunk)))
         .collect();
     let mut y = vec![0.0f32; m * n];
     for (c, part) in parts.iter().enumerate() {
-        let start = c * CHUNK;
+        let start = c * chunk;
         let width = part.len() / m.max(1);
         for r in 0..m {
             y[r * n + start..][..width].copy_from_slice(&part[r * width..][..width]);

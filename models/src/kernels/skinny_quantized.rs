@@ -7,8 +7,6 @@
 //! output element is summed in the same order whatever `m` is, so a row gets bitwise the same
 //! result alone or in a batch.
 
-use rayon::prelude::*;
-
 use crate::gguf::dequant::BLOCK;
 use crate::quantized::{QuantFormat, QuantizedBlocks};
 
@@ -21,46 +19,31 @@ pub fn matmul(x: &[f32], m: usize, w: &QuantizedBlocks) -> Vec<f32> {
     assert_eq!(x.len(), m * k, "x is [m, k]");
     let blocks = w.blocks_per_row();
     let wpb = w.format.words_per_block();
-    let parts: Vec<Vec<f32>> = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|c| {
-            let cols = c * CHUNK..n.min((c + 1) * CHUNK);
-            let width = cols.len();
-            // Eight partial sums per row of x, carried across the column's blocks.
-            let mut lanes = vec![[0.0f32; 8]; m];
-            let mut out = vec![0.0f32; m * width];
-            let mut values = [0.0f32; BLOCK];
-            for (j, col) in cols.enumerate() {
-                lanes.fill([0.0; 8]);
-                for b in 0..blocks {
-                    let at = col * blocks + b;
-                    let words = &w.codes[at * wpb..(at + 1) * wpb];
-                    match w.format {
-                        QuantFormat::Q8_0 => unpack_q8_0(words, w.scales[at], &mut values),
-                        QuantFormat::Q4_1 => {
-                            unpack_q4_1(words, w.scales[at], w.mins[at], &mut values)
-                        }
-                    }
-                    for (r, acc) in lanes.iter_mut().enumerate() {
-                        accumulate(acc, &values, &x[r * k + b * BLOCK..][..BLOCK]);
-                    }
+    super::skinny::by_column_chunks(m, n, CHUNK, |cols| {
+        let width = cols.len();
+        // Eight partial sums per row of x, carried across the column's blocks.
+        let mut lanes = vec![[0.0f32; 8]; m];
+        let mut out = vec![0.0f32; m * width];
+        let mut values = [0.0f32; BLOCK];
+        for (j, col) in cols.enumerate() {
+            lanes.fill([0.0; 8]);
+            for b in 0..blocks {
+                let at = col * blocks + b;
+                let words = &w.codes[at * wpb..(at + 1) * wpb];
+                match w.format {
+                    QuantFormat::Q8_0 => unpack_q8_0(words, w.scales[at], &mut values),
+                    QuantFormat::Q4_1 => unpack_q4_1(words, w.scales[at], w.mins[at], &mut values),
                 }
-                for (r, acc) in lanes.iter().enumerate() {
-                    out[r * width + j] = acc.iter().sum();
+                for (r, acc) in lanes.iter_mut().enumerate() {
+                    accumulate(acc, &values, &x[r * k + b * BLOCK..][..BLOCK]);
                 }
             }
-            out
-        })
-        .collect();
-    let mut y = vec![0.0f32; m * n];
-    for (c, part) in parts.iter().enumerate() {
-        let start = c * CHUNK;
-        let width = part.len() / m.max(1);
-        for r in 0..m {
-            y[r * n + start..][..width].copy_from_slice(&part[r * width..][..width]);
+            for (r, acc) in lanes.iter().enumerate() {
+                out[r * width + j] = acc.iter().sum();
+            }
         }
-    }
-    y
+        out
+    })
 }
 
 /// One Q8_0 block (8 words, scale `d`) as its values `d·q`.
