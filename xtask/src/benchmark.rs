@@ -8,8 +8,18 @@ use anyhow::{bail, Context, Result};
 use mars2_sandbox::{load_problems, LoadOptions, Problem, Split};
 
 /// The repository's vendored data directory.
+///
+/// Found from `CARGO_MANIFEST_DIR` as `cargo run` sets it when the command starts, so that a
+/// binary built in another clone of the repository (a shared `CARGO_TARGET_DIR` reuses it)
+/// reads this clone's data; the directory seen at compile time is the fallback for a binary
+/// started by hand.
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    data_dir_from(std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from))
+}
+
+fn data_dir_from(run_time_manifest_dir: Option<PathBuf>) -> PathBuf {
+    run_time_manifest_dir
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("..")
         .join("data")
 }
@@ -77,5 +87,18 @@ pub fn parse_split(s: &str) -> Result<Split, String> {
         _ => Err(format!(
             "unknown MBPP split {s:?} (expected train, test, validation or few-shot)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_follows_the_manifest_dir_given_at_run_time() {
+        let moved = data_dir_from(Some(PathBuf::from("/elsewhere/clone/xtask")));
+        assert_eq!(moved, PathBuf::from("/elsewhere/clone/xtask/../data"));
+        let built = data_dir_from(None);
+        assert!(built.join("mbpp.jsonl").is_file(), "{}", built.display());
     }
 }
