@@ -58,6 +58,14 @@ pub enum ModelError {
     Tokenizer { path: PathBuf, message: String },
     #[error("chat template: {message}")]
     ChatTemplate { message: String },
+    #[error("cannot quantize {name:?}: {source}")]
+    Quantize {
+        name: String,
+        #[source]
+        source: crate::quantized::QuantizeError,
+    },
+    #[error("{path}: no weight is stored in a block format the quantized kernels read (Q8_0, Q4_1); name a format (q8_0, q4_1) instead")]
+    NothingStored { path: PathBuf },
     #[error("{path}: not a model: expected a directory with config.json or a .gguf file")]
     NotAModel { path: PathBuf },
 }

@@ -1,5 +1,8 @@
 //! `HostTensor`: a named weight in host memory as f32, the common currency between file loaders
-//! and the transformer builder.
+//! and the transformer builder; the two lookups a checkpoint serves: its weights as f32
+//! ([`WeightSource`]) and the weights it stores in a block format ([`BlockSource`]).
+
+use crate::quantized::QuantizedBlocks;
 
 /// A dense row-major f32 array with its shape (PyTorch order: `[out, in]` for linear weights).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,4 +41,14 @@ pub trait WeightSource {
     fn path(&self) -> &std::path::Path;
     /// Loads one tensor as f32, or `Ok(None)` if the checkpoint has no tensor of that name.
     fn load(&mut self, name: &str) -> crate::Result<Option<HostTensor>>;
+}
+
+/// Where quantization finds the weights a checkpoint stores in a GGUF block format, by Hugging
+/// Face tensor name ([`crate::Transformer::quantize_with`]).
+pub trait BlockSource {
+    /// The file the blocks come from, for error messages.
+    fn path(&self) -> &std::path::Path;
+    /// The stored blocks of a matrix in Hugging Face orientation (`[out, in]`), or `Ok(None)`
+    /// where the checkpoint stores that tensor otherwise (or not at all).
+    fn blocks(&mut self, name: &str) -> crate::Result<Option<QuantizedBlocks>>;
 }

@@ -8,7 +8,8 @@
 //! - Loading: Hugging Face directories ([`SafetensorsSource`], [`ModelConfig`]) and GGUF files
 //!   ([`gguf`]), through [`load_model`].
 //! - Quantized weights: [`Transformer::quantize`] keeps projections in GGUF's Q8_0/Q4_1 blocks
-//!   ([`QuantizedBlocks`]), multiplied by kernels that read the blocks directly.
+//!   ([`QuantizedBlocks`]), multiplied by kernels that read the blocks directly;
+//!   [`quantize_from_checkpoint`] takes a GGUF file's own blocks as they are.
 //! - Text: [`TextTokenizer`] (the `tokenizers` crate) and [`ChatTemplate`] (`minijinja`).
 
 pub mod attention_context;
@@ -34,9 +35,11 @@ pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{ModelError, Result};
 pub use export::save_hf_checkpoint;
-pub use host_tensor::{HostTensor, WeightSource};
-pub use load::{checkpoint_kind, load_model, CheckpointKind, LoadedModel};
-pub use quantized::{QuantFormat, QuantizedBlocks};
+pub use host_tensor::{BlockSource, HostTensor, WeightSource};
+pub use load::{
+    checkpoint_kind, load_model, quantize_from_checkpoint, CheckpointKind, LoadedModel,
+};
+pub use quantized::{QuantFormat, Quantization, QuantizedBlocks};
 pub use safetensors_source::SafetensorsSource;
 pub use tokenizer::TextTokenizer;
-pub use transformer::Transformer;
+pub use transformer::{QuantizeReport, Transformer};

@@ -10,9 +10,11 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf::llama::{config_from_gguf, GgufWeights};
 use crate::gguf::{GgufFile, MetadataValue};
+use crate::host_tensor::BlockSource;
+use crate::quantized::Quantization;
 use crate::safetensors_source::SafetensorsSource;
 use crate::tokenizer::TextTokenizer;
-use crate::transformer::Transformer;
+use crate::transformer::{QuantizeReport, Transformer};
 
 /// A model ready to run, with the text side that came with it.
 #[derive(Debug)]
@@ -125,4 +127,43 @@ fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<
         chat_template,
         source: path.to_path_buf(),
     })
+}
+
+/// Quantizes `model`, loaded from `checkpoint` with `config`, as `quantization` says. From a
+/// GGUF file, the matrices it stores in Q8_0/Q4_1 keep the file's blocks as they are (with
+/// [`Quantization::To`], those stored in that format); a Hugging Face directory stores none, so
+/// its matrices are quantized from their values, and [`Quantization::AsStored`] is refused.
+pub fn quantize_from_checkpoint<B: Backend>(
+    model: &mut Transformer<B>,
+    checkpoint: &Path,
+    config: &ModelConfig,
+    quantization: Quantization,
+) -> Result<QuantizeReport> {
+    match checkpoint_kind(checkpoint)? {
+        CheckpointKind::Gguf => {
+            let file = GgufFile::open(checkpoint)?;
+            model.quantize_with(quantization, &mut GgufWeights::new(&file, config.clone()))
+        }
+        CheckpointKind::HuggingFaceDir => model.quantize_with(
+            quantization,
+            &mut NoStoredBlocks {
+                path: checkpoint.to_path_buf(),
+            },
+        ),
+    }
+}
+
+/// A checkpoint that stores every weight as floats (a Hugging Face directory).
+struct NoStoredBlocks {
+    path: PathBuf,
+}
+
+impl BlockSource for NoStoredBlocks {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn blocks(&mut self, _name: &str) -> Result<Option<crate::quantized::QuantizedBlocks>> {
+        Ok(None)
+    }
 }

@@ -80,6 +80,41 @@ impl std::str::FromStr for QuantFormat {
     }
 }
 
+/// Which block format each matrix gets when a model is quantized
+/// ([`crate::Transformer::quantize_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantization {
+    /// Every projection and the output head in this format. A matrix the checkpoint already
+    /// stores in this format keeps its stored blocks; any other is quantized from its values.
+    To(QuantFormat),
+    /// Each matrix the checkpoint stores in a block format keeps those blocks as they are;
+    /// matrices stored as floats stay f32.
+    AsStored,
+}
+
+impl Quantization {
+    /// The name the command line takes: a format's (`q8_0`, `q4_1`) or `stored`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::To(format) => format.name(),
+            Self::AsStored => "stored",
+        }
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("stored") {
+            return Ok(Self::AsStored);
+        }
+        s.parse::<QuantFormat>()
+            .map(Self::To)
+            .map_err(|_| format!("unknown quantization {s:?} (supported: q8_0, q4_1, stored)"))
+    }
+}
+
 /// Why a matrix cannot be held in a block format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantizeError {
@@ -196,6 +231,35 @@ impl QuantizedBlocks {
         Self::from_gguf_bytes(format, &bytes, rows, cols)
     }
 
+    /// The matrix whose row `i` is row `source_rows[i]` of this one (blocks run along rows, so
+    /// rows move whole).
+    ///
+    /// # Panics
+    /// If `source_rows` does not name `rows` rows that exist.
+    pub fn with_rows_from(&self, source_rows: &[usize]) -> Self {
+        assert_eq!(source_rows.len(), self.rows, "one source row per row");
+        let per_row = |v: &Vec<f32>| v.len() / self.rows.max(1);
+        let gather = |v: &Vec<f32>| -> Vec<f32> {
+            let n = per_row(v);
+            source_rows
+                .iter()
+                .flat_map(|&r| v[r * n..(r + 1) * n].iter().copied())
+                .collect()
+        };
+        let words = self.codes.len() / self.rows.max(1);
+        Self {
+            format: self.format,
+            rows: self.rows,
+            cols: self.cols,
+            scales: gather(&self.scales),
+            mins: gather(&self.mins),
+            codes: source_rows
+                .iter()
+                .flat_map(|&r| self.codes[r * words..(r + 1) * words].iter().copied())
+                .collect(),
+        }
+    }
+
     /// The GGUF block bytes of this matrix.
     pub fn to_gguf_bytes(&self) -> Vec<u8> {
         let wpb = self.format.words_per_block();
@@ -289,6 +353,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn moving_rows_moves_their_values() {
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+            let (rows, cols) = (3, 64);
+            let q = QuantizedBlocks::quantize(format, &random(rows * cols, 3), rows, cols).unwrap();
+            let moved = q.with_rows_from(&[2, 0, 2]);
+            let (before, after) = (q.dequantize(), moved.dequantize());
+            for (i, src) in [2, 0, 2].into_iter().enumerate() {
+                assert_eq!(
+                    after[i * cols..(i + 1) * cols],
+                    before[src * cols..(src + 1) * cols],
+                    "{format:?} row {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantization_names_parse() {
+        assert_eq!("stored".parse::<Quantization>(), Ok(Quantization::AsStored));
+        assert_eq!(
+            "q8_0".parse::<Quantization>(),
+            Ok(Quantization::To(QuantFormat::Q8_0))
+        );
+        let err = "q2_k".parse::<Quantization>().unwrap_err();
+        assert!(err.contains("q2_k") && err.contains("stored"), "{err}");
     }
 
     #[test]

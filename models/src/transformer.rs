@@ -10,7 +10,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::attention_context::AttentionContext;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::host_tensor::{HostTensor, WeightSource};
+use crate::host_tensor::{BlockSource, HostTensor, WeightSource};
 use crate::kernels::QuantizedMatrix;
 use crate::layers::attention::SelfAttention;
 use crate::layers::decoder_layer::DecoderLayer;
@@ -18,7 +18,25 @@ use crate::layers::linear::Linear;
 use crate::layers::mlp::Mlp;
 use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::Rope;
-use crate::quantized::{QuantFormat, QuantizeError, QuantizedBlocks};
+use crate::quantized::{QuantFormat, Quantization, QuantizeError, QuantizedBlocks};
+
+/// How many matrices [`Transformer::quantize_with`] took as stored, quantized, or left f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuantizeReport {
+    pub stored: usize,
+    pub quantized: usize,
+    pub dense: usize,
+}
+
+impl std::fmt::Display for QuantizeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} matrices kept as stored blocks, {} quantized, {} left f32",
+            self.stored, self.quantized, self.dense
+        )
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Transformer<B: Backend> {
@@ -89,67 +107,184 @@ impl<B: Backend> Transformer<B> {
     /// (for inference: quantized weights get no gradients, and
     /// [`crate::export::hf_tensors`] writes their dequantized values). Norms stay f32; a tied
     /// embedding table takes the quantized values of the head but stays an f32 tensor for the
-    /// lookup.
+    /// lookup. Matrices already quantized keep their blocks.
     pub fn quantize(&mut self, format: QuantFormat) -> std::result::Result<(), QuantizeError> {
-        // Every input width must be whole blocks; checked first so that a refusal changes
-        // nothing.
-        let hidden = self.embed_tokens.dims()[1];
-        let widths = self.layers.iter().flat_map(|layer| {
-            let (a, m) = (&layer.attention, &layer.mlp);
-            [
-                &a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate, &m.up, &m.down,
-            ]
-            .map(|l| l.dims().0)
-        });
-        if let Some(cols) = std::iter::once(hidden)
-            .chain(widths)
+        // Checked first so that a refusal changes nothing.
+        if let Some(cols) = self
+            .quantizable_matrices()
+            .iter()
+            .map(|(_, [_, cols])| *cols)
             .find(|w| !w.is_multiple_of(crate::gguf::dequant::BLOCK))
         {
             return Err(QuantizeError::PartialBlock { cols });
         }
-        for layer in &mut self.layers {
-            let a = &mut layer.attention;
-            for l in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
-                l.quantize(format)?;
+        let plan = vec![None; self.quantizable_matrices().len()];
+        self.apply_quantization(plan, Some(format))
+            .map(|_| ())
+            .map_err(|(_, e)| e)
+    }
+
+    /// Quantizes as `quantization` says, taking the blocks `stored` holds (a GGUF file's own
+    /// Q8_0/Q4_1 tensors) as they are instead of quantizing their values again.
+    ///
+    /// Every stored matrix is read and checked before the model changes, so an error leaves
+    /// it as it was. [`Quantization::AsStored`] with nothing stored is an error.
+    pub fn quantize_with(
+        &mut self,
+        quantization: Quantization,
+        stored: &mut dyn BlockSource,
+    ) -> Result<QuantizeReport> {
+        let matrices = self.quantizable_matrices();
+        let mut plan = Vec::with_capacity(matrices.len());
+        for (name, [rows, cols]) in &matrices {
+            let blocks = stored.blocks(name)?.filter(|b| match quantization {
+                Quantization::AsStored => true,
+                Quantization::To(format) => b.format == format,
+            });
+            if let Some(b) = &blocks {
+                if [b.rows, b.cols] != [*rows, *cols] {
+                    return Err(ModelError::WrongShape {
+                        path: stored.path().to_path_buf(),
+                        name: name.clone(),
+                        expected: vec![*rows, *cols],
+                        actual: vec![b.rows, b.cols],
+                    });
+                }
             }
-            let m = &mut layer.mlp;
-            for l in [&mut m.gate, &mut m.up, &mut m.down] {
-                l.quantize(format)?;
+            let quantized_here = blocks.is_none() && matches!(quantization, Quantization::To(_));
+            if quantized_here && !cols.is_multiple_of(crate::gguf::dequant::BLOCK) {
+                return Err(ModelError::Quantize {
+                    name: name.clone(),
+                    source: QuantizeError::PartialBlock { cols: *cols },
+                });
+            }
+            plan.push(blocks);
+        }
+        if quantization == Quantization::AsStored && plan.iter().all(Option::is_none) {
+            return Err(ModelError::NothingStored {
+                path: stored.path().to_path_buf(),
+            });
+        }
+        let fallback = match quantization {
+            Quantization::To(format) => Some(format),
+            Quantization::AsStored => None,
+        };
+        self.apply_quantization(plan, fallback)
+            .map_err(|(name, source)| ModelError::Quantize { name, source })
+    }
+
+    /// The matrices quantization may replace, in a fixed order (layer by layer, then the
+    /// head), by Hugging Face name with their `[out, in]` shape; those already quantized are
+    /// left out.
+    fn quantizable_matrices(&self) -> Vec<(String, [usize; 2])> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, linear) in layer.projections() {
+                if linear.quantized.is_none() {
+                    let (d_in, d_out) = linear.dims();
+                    out.push((format!("model.layers.{i}.{name}.weight"), [d_out, d_in]));
+                }
             }
         }
         if self.quantized_head.is_none() {
-            let device = self.embed_tokens.device();
-            let (values, [vocab, hidden]) = match &self.lm_head {
-                Some(head) => {
-                    let [hidden, vocab] = head.dims();
-                    (head.val().transpose(), [vocab, hidden])
-                }
-                None => (self.embed_tokens.val(), self.embed_tokens.dims()),
+            let [vocab, hidden] = self.embed_tokens.dims();
+            let name = match self.lm_head {
+                Some(_) => "lm_head.weight",
+                None => "model.embed_tokens.weight",
             };
-            let values = values
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .expect("a float tensor converts to f32");
-            let blocks = QuantizedBlocks::quantize(format, &values, vocab, hidden)?;
-            if self.lm_head.is_some() {
-                self.lm_head = Some(Param::from_tensor(Tensor::zeros([hidden, 0], &device)));
-            } else {
-                // Tied: the lookup reads the quantized values too (as GGUF files store one
-                // table for both), so the model stays tied and exports as it computes.
-                self.embed_tokens = Param::from_tensor(Tensor::from_data(
-                    TensorData::new(blocks.dequantize(), [vocab, hidden]),
-                    &device,
-                ));
-            }
-            self.quantized_head = Some(QuantizedMatrix::new(blocks, &device));
+            out.push((name.to_string(), [vocab, hidden]));
         }
-        Ok(())
+        out
     }
 
-    /// Whether [`Transformer::quantize`] has run.
+    /// Gives each matrix of [`Self::quantizable_matrices`] its planned blocks, or quantizes it
+    /// to `fallback`, or (neither) leaves it dense.
+    fn apply_quantization(
+        &mut self,
+        plan: Vec<Option<QuantizedBlocks>>,
+        fallback: Option<QuantFormat>,
+    ) -> std::result::Result<QuantizeReport, (String, QuantizeError)> {
+        let mut report = QuantizeReport::default();
+        let mut plan = plan.into_iter();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (name, linear) in layer.projections_mut() {
+                if linear.quantized.is_some() {
+                    continue;
+                }
+                match (plan.next().flatten(), fallback) {
+                    (Some(blocks), _) => {
+                        linear.set_quantized(blocks);
+                        report.stored += 1;
+                    }
+                    (None, Some(format)) => {
+                        linear
+                            .quantize(format)
+                            .map_err(|e| (format!("model.layers.{i}.{name}.weight"), e))?;
+                        report.quantized += 1;
+                    }
+                    (None, None) => report.dense += 1,
+                }
+            }
+        }
+        if self.quantized_head.is_none() {
+            match (plan.next().flatten(), fallback) {
+                (Some(blocks), _) => {
+                    self.set_quantized_head(blocks);
+                    report.stored += 1;
+                }
+                (None, Some(format)) => {
+                    let [vocab, hidden] = self.embed_tokens.dims();
+                    let blocks =
+                        QuantizedBlocks::quantize(format, &self.head_values(), vocab, hidden)
+                            .map_err(|e| ("the output head".to_string(), e))?;
+                    self.set_quantized_head(blocks);
+                    report.quantized += 1;
+                }
+                (None, None) => report.dense += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// The output head's values, row-major `[vocab, hidden]`.
+    fn head_values(&self) -> Vec<f32> {
+        let values = match &self.lm_head {
+            Some(head) => head.val().transpose(),
+            None => self.embed_tokens.val(),
+        };
+        values
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("a float tensor converts to f32")
+    }
+
+    /// Computes the output head with `blocks` (`[vocab, hidden]`) from now on.
+    fn set_quantized_head(&mut self, blocks: QuantizedBlocks) {
+        let device = self.embed_tokens.device();
+        let [vocab, hidden] = [blocks.rows, blocks.cols];
+        if self.lm_head.is_some() {
+            self.lm_head = Some(Param::from_tensor(Tensor::zeros([hidden, 0], &device)));
+        } else {
+            // Tied: the lookup reads the quantized values too (as GGUF files store one table
+            // for both), so the model stays tied and exports as it computes.
+            self.embed_tokens = Param::from_tensor(Tensor::from_data(
+                TensorData::new(blocks.dequantize(), [vocab, hidden]),
+                &device,
+            ));
+        }
+        self.quantized_head = Some(QuantizedMatrix::new(blocks, &device));
+    }
+
+    /// Whether any matrix is kept in a block format.
     pub fn is_quantized(&self) -> bool {
         self.quantized_head.is_some()
+            || self.layers.iter().any(|layer| {
+                layer
+                    .projections()
+                    .iter()
+                    .any(|(_, linear)| linear.quantized.is_some())
+            })
     }
 
     /// Builds the model from named weights, checking every shape against `config`.

@@ -43,10 +43,10 @@ pub struct BenchArgs {
     pub no_tree: bool,
     #[arg(long, default_value_t = 1024)]
     pub kv_cache_mb: usize,
-    /// Also decode with the projections and head kept in this block format (`q8_0`, `q4_1`),
-    /// measured in the same run beside the f32 model.
+    /// Also decode with the projections and head kept in a block format (`q8_0`, `q4_1`, or
+    /// `stored` for a GGUF file's own blocks), measured in the same run beside the f32 model.
     #[arg(long)]
-    pub quantize: Option<mars2_models::QuantFormat>,
+    pub quantize: Option<mars2_models::Quantization>,
     #[arg(long)]
     pub json: bool,
 }
@@ -97,9 +97,15 @@ impl WithModel for BenchArgs {
             ..EngineConfig::default()
         };
         let quantized = match self.quantize {
-            Some(format) => {
+            Some(quantization) => {
                 let mut model = loaded.model.clone();
-                model.quantize(format)?;
+                let report = mars2_models::quantize_from_checkpoint(
+                    &mut model,
+                    &loaded.source,
+                    &loaded.config,
+                    quantization,
+                )?;
+                eprintln!("quantized: {report}");
                 Some(model)
             }
             None => None,

@@ -42,10 +42,12 @@ pub struct GenerateArgs {
     /// cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Keep the projections and output head in a GGUF block format (`q8_0`, `q4_1`) while
-    /// generating: less memory per weight, quantized kernels.
+    /// Keep the projections and output head in a GGUF block format while generating (less
+    /// memory per weight, quantized kernels): `q8_0`, `q4_1`, or `stored` for a GGUF file's own
+    /// Q8_0/Q4_1 tensors as they are. A GGUF tensor already in the named format keeps its
+    /// blocks.
     #[arg(long)]
-    pub quantize: Option<mars2_models::QuantFormat>,
+    pub quantize: Option<mars2_models::Quantization>,
     /// One JSON object per prompt on stdout.
     #[arg(long)]
     pub json: bool,
@@ -82,11 +84,15 @@ impl WithModel for GenerateArgs {
     type Output = ();
 
     fn run<B: Backend>(self, mut loaded: LoadedModel<B>, device: &B::Device) -> Result<()> {
-        if let Some(format) = self.quantize {
-            loaded
-                .model
-                .quantize(format)
-                .with_context(|| format!("quantizing {}", loaded.source.display()))?;
+        if let Some(quantization) = self.quantize {
+            let report = mars2_models::quantize_from_checkpoint(
+                &mut loaded.model,
+                &loaded.source,
+                &loaded.config,
+                quantization,
+            )
+            .with_context(|| format!("quantizing {}", loaded.source.display()))?;
+            eprintln!("quantized: {report}");
         }
         let mut prompts: Vec<Vec<u32>> = Vec::new();
         let needs_tokenizer = !self.prompt.is_empty() || !self.chat.is_empty();

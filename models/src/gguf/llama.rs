@@ -12,7 +12,8 @@ use super::file::GgufFile;
 use super::metadata::MetadataValue;
 use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{ModelError, Result};
-use crate::host_tensor::{HostTensor, WeightSource};
+use crate::host_tensor::{BlockSource, HostTensor, WeightSource};
+use crate::quantized::{QuantFormat, QuantizedBlocks};
 
 /// Reads the model config from GGUF metadata.
 pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
@@ -192,6 +193,42 @@ impl<'a> GgufWeights<'a> {
     pub fn new(file: &'a GgufFile, config: ModelConfig) -> Self {
         Self { file, config }
     }
+
+    /// The number of heads whose rows llama.cpp permuted in tensor `hf_name` (Llama's q and k
+    /// projections), or `None` for tensors stored in Hugging Face order.
+    fn permuted_heads(&self, hf_name: &str) -> Option<usize> {
+        if self.config.architecture != Architecture::Llama {
+            None
+        } else if hf_name.contains("q_proj") {
+            Some(self.config.num_heads)
+        } else if hf_name.contains("k_proj") {
+            Some(self.config.num_kv_heads)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses a permuted tensor whose rows do not split into pairs per head.
+    fn check_permutable(
+        &self,
+        name: &str,
+        rows: usize,
+        n_heads: usize,
+        shape: &[usize],
+    ) -> Result<()> {
+        if rows.is_multiple_of(n_heads * 2) {
+            return Ok(());
+        }
+        Err(ModelError::WrongShape {
+            path: self.file.path().to_path_buf(),
+            name: name.to_string(),
+            expected: vec![
+                n_heads * self.config.head_dim,
+                shape.get(1).copied().unwrap_or(1),
+            ],
+            actual: shape.to_vec(),
+        })
+    }
 }
 
 impl WeightSource for GgufWeights<'_> {
@@ -206,32 +243,55 @@ impl WeightSource for GgufWeights<'_> {
         let Some(mut tensor) = self.file.load_f32(&name)? else {
             return Ok(None);
         };
-        if self.config.architecture == Architecture::Llama {
-            let heads = if hf_name.contains("q_proj") {
-                Some(self.config.num_heads)
-            } else if hf_name.contains("k_proj") {
-                Some(self.config.num_kv_heads)
+        if let Some(n_heads) = self.permuted_heads(hf_name) {
+            let cols = if tensor.shape.len() == 2 {
+                tensor.shape[1]
             } else {
-                None
+                1
             };
-            if let Some(n_heads) = heads {
-                let cols = if tensor.shape.len() == 2 {
-                    tensor.shape[1]
-                } else {
-                    1
-                };
-                if tensor.data.len() % (cols * n_heads * 2) != 0 {
-                    return Err(ModelError::WrongShape {
-                        path: self.file.path().to_path_buf(),
-                        name,
-                        expected: vec![n_heads * self.config.head_dim, cols],
-                        actual: tensor.shape,
-                    });
-                }
-                tensor.data = unpermute_rows(&tensor.data, n_heads, cols);
-            }
+            self.check_permutable(
+                &name,
+                tensor.data.len() / cols.max(1),
+                n_heads,
+                &tensor.shape,
+            )?;
+            tensor.data = unpermute_rows(&tensor.data, n_heads, cols);
         }
         Ok(Some(tensor))
+    }
+}
+
+/// The file's Q8_0 and Q4_1 matrices, blocks as stored (q/k rows un-permuted whole).
+impl BlockSource for GgufWeights<'_> {
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn blocks(&mut self, hf_name: &str) -> Result<Option<QuantizedBlocks>> {
+        let Some(name) = gguf_name(hf_name) else {
+            return Ok(None);
+        };
+        let Some(info) = self.file.tensor_info(&name) else {
+            return Ok(None);
+        };
+        let (Some(format), &[rows, cols]) = (
+            QuantFormat::from_ggml(info.ty),
+            info.torch_shape().as_slice(),
+        ) else {
+            return Ok(None);
+        };
+        let bytes = self.file.tensor_bytes(info)?;
+        let blocks = QuantizedBlocks::from_gguf_bytes(format, bytes, rows, cols)
+            .map_err(|e| self.file.corrupt(&format!("tensor {name:?}: {e}")))?;
+        let Some(n_heads) = self.permuted_heads(hf_name) else {
+            return Ok(Some(blocks));
+        };
+        self.check_permutable(&name, rows, n_heads, &[rows, cols])?;
+        let mut source_rows = vec![0; rows];
+        for (hf_row, gguf_row) in row_pairs(rows, n_heads) {
+            source_rows[hf_row] = gguf_row;
+        }
+        Ok(Some(blocks.with_rows_from(&source_rows)))
     }
 }
 

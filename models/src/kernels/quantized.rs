@@ -109,6 +109,14 @@ impl<B: Backend> QuantizedMatrix<B> {
         }
     }
 
+    /// The blocks themselves on the ndarray backend (`None` on others, which hold tensors).
+    pub fn host_blocks(&self) -> Option<&QuantizedBlocks> {
+        match &self.storage {
+            Storage::Host(blocks) => Some(blocks),
+            Storage::Device(_) => None,
+        }
+    }
+
     /// The device tensors (`None` on the ndarray backend, which keeps host blocks).
     pub fn device_blocks(&self) -> Option<&DeviceBlocks<B>> {
         match &self.storage {

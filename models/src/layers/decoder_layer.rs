@@ -5,6 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::attention::SelfAttention;
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
 use crate::attention_context::AttentionContext;
@@ -34,5 +35,33 @@ impl<B: Backend> DecoderLayer<B> {
             .mlp
             .forward(self.post_attention_norm.forward(h.clone()));
         h + mlp_out
+    }
+
+    /// The seven projections by their Hugging Face names within the layer.
+    pub fn projections(&self) -> [(&'static str, &Linear<B>); 7] {
+        let (a, m) = (&self.attention, &self.mlp);
+        [
+            ("self_attn.q_proj", &a.q_proj),
+            ("self_attn.k_proj", &a.k_proj),
+            ("self_attn.v_proj", &a.v_proj),
+            ("self_attn.o_proj", &a.o_proj),
+            ("mlp.gate_proj", &m.gate),
+            ("mlp.up_proj", &m.up),
+            ("mlp.down_proj", &m.down),
+        ]
+    }
+
+    /// [`Self::projections`], mutable, in the same order.
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut Linear<B>); 7] {
+        let (a, m) = (&mut self.attention, &mut self.mlp);
+        [
+            ("self_attn.q_proj", &mut a.q_proj),
+            ("self_attn.k_proj", &mut a.k_proj),
+            ("self_attn.v_proj", &mut a.v_proj),
+            ("self_attn.o_proj", &mut a.o_proj),
+            ("mlp.gate_proj", &mut m.gate),
+            ("mlp.up_proj", &mut m.up),
+            ("mlp.down_proj", &mut m.down),
+        ]
     }
 }

@@ -48,17 +48,31 @@ impl<B: Backend> Linear<B> {
         }
         let weight = self.weight.val();
         let [d_in, d_out] = weight.dims();
-        let device = weight.device();
         let out_in = weight
             .transpose()
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()
             .expect("a float tensor converts to f32");
-        let blocks = QuantizedBlocks::quantize(format, &out_in, d_out, d_in)?;
+        self.set_quantized(QuantizedBlocks::quantize(format, &out_in, d_out, d_in)?);
+        Ok(())
+    }
+
+    /// Computes with `blocks` (`[d_out, d_in]`, as a checkpoint stores them) instead of the
+    /// dense weight from now on.
+    ///
+    /// # Panics
+    /// If `blocks` is not `[d_out, d_in]`.
+    pub fn set_quantized(&mut self, blocks: QuantizedBlocks) {
+        let (d_in, d_out) = self.dims();
+        assert_eq!(
+            [blocks.rows, blocks.cols],
+            [d_out, d_in],
+            "blocks of a [d_out, d_in] weight"
+        );
+        let device = self.weight.device();
         self.quantized = Some(QuantizedMatrix::new(blocks, &device));
         self.weight = Param::from_tensor(Tensor::zeros([d_in, 0], &device));
-        Ok(())
     }
 
     /// `(d_in, d_out)`, whether or not the weight is quantized.
