@@ -1,6 +1,7 @@
 //! Kernel throughput with criterion: each op of `mars2_benches::kernel_workloads` through Burn's
 //! stock ops and through the fused kernel, on every backend compiled in (the CPU always; `cuda`
-//! and `wgpu` with those features of this crate, when a device is present).
+//! and `wgpu` with those features of this crate, when a device is present, each also with
+//! half-precision tensors: `wgpu-f16`, `cuda-f16`, `cuda-bf16`).
 
 use burn::tensor::backend::Backend;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -34,6 +34,29 @@ fn sync<B: Backend>(device: &B::Device) {
     let _ = B::sync(device);
 }
 
+/// Bytes of one float of `B` (4 for f32, 2 for f16 and bf16).
+fn elem_bytes<B: Backend>() -> usize {
+    std::mem::size_of::<B::FloatElem>()
+}
+
+/// `op` named with `B`'s float type (`matmul f32`, `matmul bf16`, …).
+fn with_float_type<B: Backend>(op: &'static str) -> &'static str {
+    use burn::tensor::{DType, Element};
+    let name = match <B::FloatElem as Element>::dtype() {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    };
+    match (op, name) {
+        ("matmul", "f16") => "matmul f16",
+        ("matmul", "bf16") => "matmul bf16",
+        ("matmul", _) => "matmul f32",
+        ("projection", "f16") => "projection f16",
+        ("projection", "bf16") => "projection bf16",
+        (_, _) => "projection f32",
+    }
+}
+
 fn random<B: Backend, const D: usize>(dims: [usize; D], device: &B::Device) -> Tensor<B, D> {
     Tensor::random(dims, Distribution::Uniform(-1.0, 1.0), device)
 }
@@ -53,7 +76,7 @@ fn rms_norm<B: Backend>(rows: usize, device: &B::Device) -> Workload {
     Workload {
         op: "rms_norm",
         shape: format!("{rows}×{HIDDEN}"),
-        bytes: (2 * rows * HIDDEN + HIDDEN) as f64 * 4.0,
+        bytes: ((2 * rows * HIDDEN + HIDDEN) * elem_bytes::<B>()) as f64,
         flops: 0.0,
         stock: Box::new(move || {
             let _ = stock::rms_norm(x.clone(), w.clone(), 1e-5);
@@ -83,7 +106,7 @@ fn rope<B: Backend>(batch: usize, tokens: usize, device: &B::Device) -> Workload
     Workload {
         op: "rope",
         shape: format!("{batch}×{HEADS}×{tokens}×{HEAD_DIM}"),
-        bytes: (2 * elems + 2 * batch * tokens * HEAD_DIM) as f64 * 4.0,
+        bytes: ((2 * elems + 2 * batch * tokens * HEAD_DIM) * elem_bytes::<B>()) as f64,
         flops: 0.0,
         stock: Box::new(move || {
             let _ = stock::rope(x.clone(), &cos, &sin);
@@ -135,7 +158,7 @@ fn paged_decode<B: Backend>(batch: usize, context: usize, device: &B::Device) ->
         device.clone(),
         device.clone(),
     );
-    let kv_bytes = 2 * batch * context * width * 4;
+    let kv_bytes = 2 * batch * context * width * elem_bytes::<B>();
     Workload {
         op: "paged_decode_attention",
         shape: format!("{batch} rows × {context} keys, {HEADS}/{KV_HEADS} heads of {HEAD_DIM}"),
@@ -165,9 +188,9 @@ fn matmul<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> Workl
     let b = random::<B, 2>([k, n], device);
     let d = device.clone();
     Workload {
-        op: "matmul f32",
+        op: with_float_type::<B>("matmul"),
         shape: format!("{m}×{k} · {k}×{n}"),
-        bytes: ((m * k + k * n + m * n) * 4) as f64,
+        bytes: ((m * k + k * n + m * n) * elem_bytes::<B>()) as f64,
         flops: (2 * m * k * n) as f64,
         stock: Box::new(move || {
             let _ = a.clone().matmul(b.clone());
@@ -190,9 +213,9 @@ fn projection<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> W
     });
     let d = device.clone();
     Workload {
-        op: "projection f32",
+        op: with_float_type::<B>("projection"),
         shape: format!("{m}×{k} · {k}×{n}"),
-        bytes: ((m * k + k * n + m * n) * 4) as f64,
+        bytes: ((m * k + k * n + m * n) * elem_bytes::<B>()) as f64,
         flops: (2 * m * k * n) as f64,
         stock: Box::new(move || {
             let _ = stock::linear(x.clone(), w.clone());
@@ -237,7 +260,7 @@ fn quantized_projection<B: Backend>(
             QuantFormat::Q4_1 => "projection q4_1",
         },
         shape: format!("{m}×{k} · {k}×{n}"),
-        bytes: (weight_bytes + (m * k + m * n) * 4) as f64,
+        bytes: (weight_bytes + (m * k + m * n) * elem_bytes::<B>()) as f64,
         flops: (2 * m * k * n) as f64,
         stock: Box::new(move || {
             let _ = stock::linear_transposed(x.clone(), w.dequantize());
@@ -261,7 +284,7 @@ fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload 
     Workload {
         op: "prefill attention",
         shape: format!("{tokens} tokens, {HEADS}/{KV_HEADS} heads of {HEAD_DIM}"),
-        bytes: ((HEADS + 2 * KV_HEADS) * tokens * HEAD_DIM * 4 * 2) as f64,
+        bytes: ((HEADS + 2 * KV_HEADS) * tokens * HEAD_DIM * elem_bytes::<B>() * 2) as f64,
         flops: (4 * HEADS * tokens * tokens * HEAD_DIM) as f64,
         stock: Box::new(move || {
             let _ = attention_reference(q.clone(), k.clone(), v.clone(), mask.clone());
@@ -271,9 +294,10 @@ fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload 
     }
 }
 
-/// Top-k/top-p sampling with log-probs over the full vocabulary, per-row parameters.
+/// Top-k/top-p sampling with log-probs over the full vocabulary, per-row parameters; in f32
+/// whatever the backend's float type, as the engine samples.
 fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
-    let logits = random::<B, 2>([rows, VOCAB], device);
+    let logits = random::<B, 2>([rows, VOCAB], device).cast(burn::tensor::FloatDType::F32);
     let draws: Vec<RowDraw> = (0..rows)
         .map(|i| RowDraw {
             temperature: 0.7,
@@ -284,8 +308,10 @@ fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
         })
         .collect();
     let params: Vec<f32> = draws.iter().flat_map(|d| d.sample_params().row()).collect();
-    let params =
-        Tensor::<B, 2>::from_data(TensorData::new(params, [rows, SampleParams::WIDTH]), device);
+    let params = Tensor::<B, 2>::from_data(
+        TensorData::new(params, [rows, SampleParams::WIDTH]),
+        (device, burn::tensor::DType::F32),
+    );
     let fused = kernels::sample(&logits, &params).is_some().then(|| {
         let (logits, params) = (logits.clone(), params.clone());
         Box::new(move || {

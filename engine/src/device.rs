@@ -3,7 +3,8 @@
 //! Burn 0.21 backends are types, so code that runs "on the chosen device" is written once as a
 //! [`BackendTask`] (a method generic over the backend) and [`run_on`] instantiates it for the
 //! backend the user named: `cpu` (ndarray, always built), `wgpu` and `cuda` (cargo features of
-//! the same names).
+//! the same names). The GPU backends also come with half-precision activations and weights:
+//! `wgpu-f16`, `cuda-f16` and `cuda-bf16` (WGSL has no bf16).
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,8 +17,14 @@ use crate::error::{EngineError, Result};
 pub type Cpu = burn::backend::NdArray<f32>;
 #[cfg(feature = "wgpu")]
 pub type Wgpu = burn::backend::Wgpu;
+#[cfg(feature = "wgpu")]
+pub type WgpuF16 = burn::backend::Wgpu<burn::tensor::f16>;
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda;
+#[cfg(feature = "cuda")]
+pub type CudaF16 = burn::backend::Cuda<burn::tensor::f16>;
+#[cfg(feature = "cuda")]
+pub type CudaBf16 = burn::backend::Cuda<burn::tensor::bf16>;
 
 /// A device the user can name on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,7 +32,11 @@ pub enum DeviceKind {
     #[default]
     Cpu,
     Wgpu,
+    /// wgpu with f16 tensors (needs the adapter's `shader-f16`).
+    WgpuF16,
     Cuda,
+    CudaF16,
+    CudaBf16,
 }
 
 impl FromStr for DeviceKind {
@@ -35,7 +46,10 @@ impl FromStr for DeviceKind {
         match s.to_ascii_lowercase().as_str() {
             "cpu" | "ndarray" => Ok(Self::Cpu),
             "wgpu" | "gpu" => Ok(Self::Wgpu),
+            "wgpu-f16" => Ok(Self::WgpuF16),
             "cuda" => Ok(Self::Cuda),
+            "cuda-f16" => Ok(Self::CudaF16),
+            "cuda-bf16" => Ok(Self::CudaBf16),
             other => Err(EngineError::UnknownDevice(other.to_string())),
         }
     }
@@ -46,7 +60,10 @@ impl fmt::Display for DeviceKind {
         f.write_str(match self {
             Self::Cpu => "cpu",
             Self::Wgpu => "wgpu",
+            Self::WgpuF16 => "wgpu-f16",
             Self::Cuda => "cuda",
+            Self::CudaF16 => "cuda-f16",
+            Self::CudaBf16 => "cuda-bf16",
         })
     }
 }
@@ -56,12 +73,26 @@ impl DeviceKind {
     pub fn compiled() -> Vec<DeviceKind> {
         let mut v = vec![Self::Cpu];
         if cfg!(feature = "wgpu") {
-            v.push(Self::Wgpu);
+            v.extend([Self::Wgpu, Self::WgpuF16]);
         }
         if cfg!(feature = "cuda") {
-            v.push(Self::Cuda);
+            v.extend([Self::Cuda, Self::CudaF16, Self::CudaBf16]);
         }
         v
+    }
+
+    /// The element type of float tensors on this device.
+    pub fn float_type(self) -> &'static str {
+        match self {
+            Self::Cpu | Self::Wgpu | Self::Cuda => "f32",
+            Self::WgpuF16 | Self::CudaF16 => "f16",
+            Self::CudaBf16 => "bf16",
+        }
+    }
+
+    /// Whether this is the CPU backend (f32, the reference every other backend is held to).
+    pub fn is_cpu(self) -> bool {
+        self == Self::Cpu
     }
 }
 
@@ -75,38 +106,60 @@ pub trait BackendTask {
 pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
     match kind {
         DeviceKind::Cpu => Ok(task.run::<Cpu>(Default::default())),
-        DeviceKind::Wgpu => run_wgpu(task),
-        DeviceKind::Cuda => run_cuda(task),
+        DeviceKind::Wgpu | DeviceKind::WgpuF16 => run_wgpu(kind, task),
+        DeviceKind::Cuda | DeviceKind::CudaF16 | DeviceKind::CudaBf16 => run_cuda(kind, task),
     }
 }
 
 #[cfg(feature = "wgpu")]
-fn run_wgpu<T: BackendTask>(task: T) -> Result<T::Output> {
+fn run_wgpu<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
+    if kind == DeviceKind::WgpuF16 {
+        check_dtype::<WgpuF16>(kind, burn::tensor::DType::F16)?;
+        return Ok(task.run::<WgpuF16>(Default::default()));
+    }
     Ok(task.run::<Wgpu>(Default::default()))
 }
 
+/// Refuses a backend whose device cannot hold its float type (wgpu without `shader-f16`)
+/// before any work starts.
+#[cfg(feature = "wgpu")]
+fn check_dtype<B: Backend>(kind: DeviceKind, dtype: burn::tensor::DType) -> Result<()> {
+    if B::supports_dtype(&Default::default(), dtype) {
+        Ok(())
+    } else {
+        Err(EngineError::DeviceUnavailable {
+            device: kind.to_string(),
+            reason: format!("the adapter does not support {dtype:?} tensors"),
+        })
+    }
+}
+
 #[cfg(not(feature = "wgpu"))]
-fn run_wgpu<T: BackendTask>(_task: T) -> Result<T::Output> {
+fn run_wgpu<T: BackendTask>(kind: DeviceKind, _task: T) -> Result<T::Output> {
     Err(EngineError::NotCompiled {
-        device: "wgpu".into(),
+        device: kind.to_string(),
         feature: "wgpu".into(),
     })
 }
 
 #[cfg(feature = "cuda")]
-fn run_cuda<T: BackendTask>(task: T) -> Result<T::Output> {
+fn run_cuda<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
     // Creating a CUDA device without a driver panics inside a worker thread; check first.
     cuda_driver_present().map_err(|reason| EngineError::DeviceUnavailable {
-        device: "cuda".into(),
+        device: kind.to_string(),
         reason,
     })?;
-    Ok(task.run::<Cuda>(Default::default()))
+    Ok(match kind {
+        DeviceKind::CudaF16 => task.run::<CudaF16>(Default::default()),
+        DeviceKind::CudaBf16 => task.run::<CudaBf16>(Default::default()),
+        _ => task.run::<Cuda>(Default::default()),
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<T: BackendTask>(_task: T) -> Result<T::Output> {
+fn run_cuda<T: BackendTask>(kind: DeviceKind, _task: T) -> Result<T::Output> {
     Err(EngineError::NotCompiled {
-        device: "cuda".into(),
+        device: kind.to_string(),
         feature: "cuda".into(),
     })
 }
@@ -149,6 +202,14 @@ mod tests {
     fn parses_device_names() {
         assert_eq!("cpu".parse::<DeviceKind>().unwrap(), DeviceKind::Cpu);
         assert_eq!("CUDA".parse::<DeviceKind>().unwrap(), DeviceKind::Cuda);
+        for kind in [
+            DeviceKind::WgpuF16,
+            DeviceKind::CudaF16,
+            DeviceKind::CudaBf16,
+        ] {
+            assert_eq!(kind.to_string().parse::<DeviceKind>().unwrap(), kind);
+        }
+        assert_eq!(DeviceKind::CudaBf16.float_type(), "bf16");
         let err = "tpu".parse::<DeviceKind>().unwrap_err().to_string();
         assert!(err.contains("tpu"), "{err}");
     }
@@ -168,6 +229,11 @@ mod tests {
         if !cfg!(feature = "wgpu") {
             let err = run_on(DeviceKind::Wgpu, Add).unwrap_err().to_string();
             assert!(err.contains("--features wgpu"), "{err}");
+            let err = run_on(DeviceKind::WgpuF16, Add).unwrap_err().to_string();
+            assert!(
+                err.contains("wgpu-f16") && err.contains("--features wgpu"),
+                "{err}"
+            );
         }
     }
 }

@@ -8,7 +8,7 @@
 //! [`crate::sampling::truncated_distribution`] / [`crate::sampling::Sampler::sample`].
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{DType, ElementConversion, FloatDType, Int, Tensor, TensorData};
 
 use mars2_models::kernels::{self, reference::SampleParams};
 
@@ -65,7 +65,7 @@ impl RowDraw {
 
 fn column<B: Backend>(values: Vec<f32>, device: &B::Device) -> Tensor<B, 2> {
     let n = values.len();
-    Tensor::from_data(TensorData::new(values, [n, 1]), device)
+    Tensor::from_data(TensorData::new(values, [n, 1]), (device, DType::F32))
 }
 
 fn host_ints<B: Backend>(t: Tensor<B, 2, Int>) -> Vec<i64> {
@@ -97,7 +97,7 @@ fn sample_with_kernel<B: Backend>(
     let params: Vec<f32> = draws.iter().flat_map(|d| d.sample_params().row()).collect();
     let params = Tensor::from_data(
         TensorData::new(params, [draws.len(), SampleParams::WIDTH]),
-        device,
+        (device, DType::F32),
     );
     let out = host_floats(kernels::sample(logits, &params)?);
     Some(
@@ -117,6 +117,9 @@ pub fn sample_on_device<B: Backend>(
     device: &B::Device,
 ) -> Vec<SampledToken> {
     assert_eq!(logits.dims()[0], draws.len(), "one draw per row");
+    // Probabilities and log-probs in f32 whatever the model's float type (a no-op for f32
+    // models): half-precision log-probs would be off by ~1e-2 nats.
+    let logits = logits.cast(FloatDType::F32);
     sample_with_kernel(&logits, draws, device)
         .unwrap_or_else(|| sample_with_stock_ops(logits, draws, device))
 }
@@ -183,7 +186,7 @@ pub fn sample_with_stock_ops<B: Backend>(
         let probs = (sorted.clone() - log_z).exp();
         let exclusive = probs.clone().cumsum(1) - probs.clone();
         let rank = Tensor::<B, 1, Int>::arange(0..vocab as i64, device)
-            .float()
+            .cast(FloatDType::F32)
             .unsqueeze::<2>()
             .expand([rows, vocab]);
         let top_k = column::<B>(

@@ -4,7 +4,7 @@ use mars2_models::ModelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("unknown device {0:?} (expected cpu, wgpu or cuda)")]
+    #[error("unknown device {0:?} (expected cpu, wgpu, wgpu-f16, cuda, cuda-f16 or cuda-bf16)")]
     UnknownDevice(String),
     #[error(
         "device {device} is not compiled into this build: rebuild with `--features {feature}`"

@@ -1,15 +1,18 @@
 //! The three tiny random checkpoints (Llama, Qwen2, Qwen3) against transformers: logits at every
 //! position within 1e-4 and the 16-token greedy continuation, decoded through the KV cache.
 //!
-//! Runs on the CPU; set `MARS2_TEST_DEVICE=wgpu` or `cuda` (with that feature built) to run the
-//! same checks on a GPU backend, where the logit tolerance is looser (TF32-like matmul) and the
-//! greedy continuations must still be identical.
+//! Runs on the CPU; set `MARS2_TEST_DEVICE` to `wgpu`, `wgpu-f16`, `cuda`, `cuda-f16` or
+//! `cuda-bf16` (with that feature built) to run the same checks on a GPU backend. There the
+//! logit tolerance is looser (TF32-like matmul, or half-precision tensors), and a greedy
+//! continuation may leave transformers' only where the two tokens it chooses between are tied
+//! within that tolerance.
 
 use burn::tensor::backend::Backend;
 use mars2_engine::{
-    generate, prompt_logits, run_on, BackendTask, GenerationRequest, SamplingParams,
+    generate, prompt_logits, run_on, BackendTask, DeviceKind, GenerationRequest, SamplingParams,
 };
 use mars2_models::load_model;
+use mars2_models::{ModelConfig, Transformer};
 use mars2_tests::{fixture, ids, max_abs_diff, reference_json, reference_logits, test_device};
 
 /// Largest logit error allowed on the CPU backend (f32 throughout).
@@ -18,13 +21,52 @@ const CPU_TOLERANCE: f32 = 1e-4;
 /// 3.2e-2 on an H100, the same with the fused kernels off. (There, qwen3-tiny's short greedy
 /// continuation diverges from transformers' at a near tie; see README.md, "Fused GPU kernels".)
 const GPU_TOLERANCE: f32 = 5e-2;
+/// f16 tensors (the kernels compute in f32 and round what they write): measured up to 6.1e-2 on
+/// wgpu over lavapipe with the stock ops, 3.4e-2 with the kernels; the logits reach ±7.4.
+const F16_TOLERANCE: f32 = 1e-1;
+/// bf16 keeps three mantissa bits fewer than f16; not measured yet (no GPU run).
+const BF16_TOLERANCE: f32 = 5e-1;
 
 fn tolerance() -> f32 {
-    if test_device() == mars2_engine::DeviceKind::Cpu {
-        CPU_TOLERANCE
-    } else {
-        GPU_TOLERANCE
+    let device = test_device();
+    match device.float_type() {
+        "f16" => F16_TOLERANCE,
+        "bf16" => BF16_TOLERANCE,
+        _ if device == DeviceKind::Cpu => CPU_TOLERANCE,
+        _ => GPU_TOLERANCE,
     }
+}
+
+/// Checks a greedy continuation against transformers': the same tokens, except that from the
+/// first difference on it may go its own way if, at that step, our model scores the two
+/// candidates within `tolerance()` of each other (a tie that rounding may break either way).
+/// The scores come from our model fed the prompt and transformers' tokens before the step.
+fn assert_greedy_agrees<B: Backend>(
+    model: &Transformer<B>,
+    config: &ModelConfig,
+    prompt: &[u32],
+    expected: &[u32],
+    got: &[u32],
+    what: &str,
+    device: &B::Device,
+) {
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    let Some(step) = got.iter().zip(expected).position(|(a, b)| a != b) else {
+        return;
+    };
+    let mut context = prompt.to_vec();
+    context.extend_from_slice(&expected[..step]);
+    let logits = prompt_logits(model, config, &context, device).unwrap();
+    let last = &logits[logits.len() - config.vocab_size..];
+    let gap = (last[got[step] as usize] - last[expected[step] as usize]).abs();
+    println!("{what}: leaves transformers' continuation at step {step}, logit gap {gap:.2e}");
+    assert!(
+        gap < tolerance(),
+        "{what}: token {step} is {} where transformers chose {}, logit gap {gap} is no tie \
+         (got {got:?}, expected {expected:?})",
+        got[step],
+        expected[step]
+    );
 }
 
 struct Check(&'static str);
@@ -63,20 +105,28 @@ fn check<B: Backend>(name: &str, device: &B::Device) {
             device,
         )
         .unwrap();
-        assert_eq!(
-            single[0].tokens,
-            ids(&reference[prompt]["greedy_16"]),
-            "{name} {prompt} greedy"
+        assert_greedy_agrees(
+            &loaded.model,
+            &loaded.config,
+            &request.prompt,
+            &ids(&reference[prompt]["greedy_16"]),
+            &single[0].tokens,
+            &format!("{name} {prompt} greedy"),
+            device,
         );
         requests.push(request);
     }
     // Both prompts in one ragged batch (8 and 71 tokens) give the same continuations.
     let batched = generate(&loaded.model, &loaded.config, &requests, device).unwrap();
-    for (out, prompt) in batched.iter().zip(["short", "long"]) {
-        assert_eq!(
-            out.tokens,
-            ids(&reference[prompt]["greedy_16"]),
-            "{name} {prompt} batched"
+    for ((out, prompt), request) in batched.iter().zip(["short", "long"]).zip(&requests) {
+        assert_greedy_agrees(
+            &loaded.model,
+            &loaded.config,
+            &request.prompt,
+            &ids(&reference[prompt]["greedy_16"]),
+            &out.tokens,
+            &format!("{name} {prompt} batched"),
+            device,
         );
     }
 }

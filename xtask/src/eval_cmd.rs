@@ -45,7 +45,7 @@ pub struct EvalArgs {
     /// Only the first P problems.
     #[arg(long, value_name = "P")]
     pub limit: Option<usize>,
-    /// cpu, wgpu or cuda (among those compiled in).
+    /// cpu, wgpu or cuda (among those compiled in), or wgpu-f16, cuda-f16, cuda-bf16.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
     #[arg(long, default_value_t = 0)]

@@ -39,7 +39,7 @@ pub struct GenerateArgs {
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// cpu, wgpu or cuda.
+    /// cpu, wgpu, cuda, or half precision: wgpu-f16, cuda-f16, cuda-bf16.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
     /// Keep the projections and output head in a GGUF block format while generating (less

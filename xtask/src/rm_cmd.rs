@@ -62,6 +62,7 @@ struct Example {
 }
 
 pub fn run(args: TrainRmArgs) -> Result<()> {
+    crate::train_config::require_f32_training(args.device)?;
     let problems = known_problems()?;
     let mut examples = Vec::new();
     let mut seen = HashSet::new();

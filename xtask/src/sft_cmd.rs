@@ -41,7 +41,7 @@ const RECIPE_FILE: &str = "sft.json";
 pub struct SftArgs {
     #[command(flatten)]
     pub recipe: SftRecipe,
-    /// cpu, wgpu or cuda (among those compiled in).
+    /// cpu, wgpu or cuda (among those compiled in); training needs f32.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
     /// Output directory (default: the cache entry of `smollm2-135m-mbpp-sft`).
@@ -137,6 +137,7 @@ pub fn run(args: SftArgs) -> Result<()> {
         device,
         out,
     } = args;
+    crate::train_config::require_f32_training(device)?;
     let base = resolve_model_arg(&recipe.base)?;
     let mut problems = load_benchmark(&Benchmark::Mbpp, recipe.split)?;
     if recipe.problems > 0 {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use mars2_engine::DeviceKind;
 use serde::{Deserialize, Serialize};
 
 /// What is trained and how samples are grouped.
@@ -239,6 +240,11 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        let device: DeviceKind = self
+            .device
+            .parse()
+            .with_context(|| format!("device = {:?}", self.device))?;
+        require_f32_training(device)?;
         if self.agents.is_empty() {
             bail!("agents: name at least one model");
         }
@@ -256,6 +262,24 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses half-precision devices for training: the learners keep f32 weights, moments and
+/// gradients (no loss scaling or master copy), so f16/bf16 is for generate, eval and bench.
+pub fn require_f32_training(device: DeviceKind) -> Result<()> {
+    if device.float_type() != "f32" {
+        bail!(
+            "device {device} computes in {}: training needs f32 tensors (use {}); half precision \
+             is for generate, eval and bench",
+            device.float_type(),
+            if device == DeviceKind::WgpuF16 {
+                "wgpu"
+            } else {
+                "cuda"
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -283,6 +307,17 @@ mod tests {
         assert!(err.to_string().contains("mars3"));
         let err = toml::from_str::<TrainConfig>("[train]\nlearning_rate = 1.0").unwrap_err();
         assert!(err.to_string().contains("learning_rate"));
+        let half = TrainConfig {
+            device: "cuda-bf16".into(),
+            ..TrainConfig::default()
+        };
+        let err = half.validate().unwrap_err().to_string();
+        assert!(err.contains("cuda-bf16") && err.contains("f32"), "{err}");
+        let unknown = TrainConfig {
+            device: "tpu".into(),
+            ..TrainConfig::default()
+        };
+        assert!(format!("{:#}", unknown.validate().unwrap_err()).contains("tpu"));
         let heter = TrainConfig {
             agents: vec!["smollm2-135m-instruct".into()],
             ..TrainConfig::default()

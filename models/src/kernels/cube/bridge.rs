@@ -66,8 +66,12 @@ pub enum CubeWork<B: Backend> {
     },
 }
 
-/// Runs `work` on the runtime of `B`, writing a fresh f32 output of shape `dims`; `None` when
-/// `B` is not a CubeCL backend or the tensors are not f32.
+/// Runs `work` on the runtime of `B`, writing a fresh output of shape `dims` in the float type
+/// of the main input; `None` when `B` is not a CubeCL backend, when the float tensors are not
+/// all of that type, or when the work needs f32 and has other tensors (sampling writes token
+/// ids as floats, exact in f32 only).
+/// Half-precision tensors (f16, bf16) are read and written as they are; the kernels compute in
+/// f32.
 pub fn run_float<B: Backend, const D: usize>(
     dims: [usize; D],
     work: CubeWork<B>,
@@ -84,11 +88,20 @@ pub fn run_float<B: Backend, const D: usize>(
     None
 }
 
-fn float<B: Backend, R: CubeRuntime, const D: usize>(x: Tensor<B, D>) -> Option<CubeTensor<R>> {
+/// The float types the kernels read and write.
+fn kernel_float_type(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+/// `x` as a tensor of `R`, if its float type is `dtype`.
+fn float<B: Backend, R: CubeRuntime, const D: usize>(
+    x: Tensor<B, D>,
+    dtype: DType,
+) -> Option<CubeTensor<R>> {
     match x.into_primitive() {
         TensorPrimitive::Float(p) => cast::<B::FloatTensorPrimitive, CubeTensor<R>>(p)
             .ok()
-            .filter(|t| t.dtype == DType::F32),
+            .filter(|t| t.dtype == dtype),
         TensorPrimitive::QFloat(_) => None,
     }
 }
@@ -107,21 +120,26 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
     dims: [usize; D],
     work: CubeWork<B>,
 ) -> Option<Tensor<B, D>> {
-    let device = match &work {
-        CubeWork::RmsNorm { x, .. } => x.device(),
-        CubeWork::Rope { x, .. } => x.device(),
-        CubeWork::PagedAttention { q, .. } => q.device(),
-        CubeWork::Sample { logits, .. } => logits.device(),
-        CubeWork::QuantizedMatmul { x, .. } => x.device(),
+    // The output takes the float type of the main input.
+    let (device, dtype) = match &work {
+        CubeWork::RmsNorm { x, .. } => (x.device(), x.dtype()),
+        CubeWork::Rope { x, .. } => (x.device(), x.dtype()),
+        CubeWork::PagedAttention { q, .. } => (q.device(), q.dtype()),
+        CubeWork::Sample { logits, .. } => (logits.device(), logits.dtype()),
+        CubeWork::QuantizedMatmul { x, .. } => (x.device(), x.dtype()),
     };
+    let needs_f32 = matches!(work, CubeWork::Sample { .. });
+    if !kernel_float_type(dtype) || (needs_f32 && dtype != DType::F32) {
+        return None;
+    }
     // A 1-D allocation is always contiguous; reshaping it keeps it so.
     let numel: usize = dims.iter().product();
     let out = if poison_outputs() {
-        Tensor::<B, 1>::full([numel], f32::NAN, &device)
+        Tensor::<B, 1>::full([numel], f32::NAN, (&device, dtype))
     } else {
-        Tensor::<B, 1>::empty([numel], &device)
+        Tensor::<B, 1>::empty([numel], (&device, dtype))
     };
-    let out = float::<B, R, D>(out.reshape(dims))?;
+    let out = float::<B, R, D>(out.reshape(dims), dtype)?;
     let out = match work {
         CubeWork::RmsNorm {
             x,
@@ -129,16 +147,16 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
             dim,
             eps,
         } => super::rms_norm::launch(
-            float::<B, R, 1>(x)?,
-            float::<B, R, 1>(weight)?,
+            float::<B, R, 1>(x, dtype)?,
+            float::<B, R, 1>(weight, dtype)?,
             dim,
             eps,
             out,
         ),
         CubeWork::Rope { x, cos, sin } => super::rope::launch(
-            float::<B, R, 4>(x)?,
-            float::<B, R, 4>(cos)?,
-            float::<B, R, 4>(sin)?,
+            float::<B, R, 4>(x, dtype)?,
+            float::<B, R, 4>(cos, dtype)?,
+            float::<B, R, 4>(sin, dtype)?,
             out,
         ),
         CubeWork::PagedAttention {
@@ -149,17 +167,19 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
             visible,
             block_size,
         } => super::paged_attention::launch(
-            float::<B, R, 4>(q)?,
-            float::<B, R, 2>(k_cache)?,
-            float::<B, R, 2>(v_cache)?,
+            float::<B, R, 4>(q, dtype)?,
+            float::<B, R, 2>(k_cache, dtype)?,
+            float::<B, R, 2>(v_cache, dtype)?,
             int::<B, R, 2>(block_tables)?,
             int::<B, R, 2>(visible)?,
             block_size,
             out,
         ),
-        CubeWork::Sample { logits, params } => {
-            super::sampling::launch(float::<B, R, 2>(logits)?, float::<B, R, 2>(params)?, out)
-        }
+        CubeWork::Sample { logits, params } => super::sampling::launch(
+            float::<B, R, 2>(logits, dtype)?,
+            float::<B, R, 2>(params, dtype)?,
+            out,
+        ),
         CubeWork::QuantizedMatmul {
             x,
             scales,
@@ -167,9 +187,9 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
             codes,
             format,
         } => super::quantized_matmul::launch(
-            float::<B, R, 2>(x)?,
-            float::<B, R, 2>(scales)?,
-            float::<B, R, 2>(mins)?,
+            float::<B, R, 2>(x, dtype)?,
+            float::<B, R, 2>(scales, dtype)?,
+            float::<B, R, 2>(mins, dtype)?,
             int::<B, R, 2>(codes)?,
             format,
             out,

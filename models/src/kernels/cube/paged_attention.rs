@@ -48,26 +48,26 @@ fn paged_attention_kernel<F: Float, I: Numeric>(
     let max_blocks = block_tables.shape(1);
     let n = u32::cast_from(visible[b * tokens + t]) as usize;
     let q_offset = query * head_dim;
-    let neg = F::new(-1.0e30);
+    let neg = f32::new(-1.0e30);
 
-    let mut qv = Array::<F>::new(head_dim);
-    let mut acc = Array::<F>::new(head_dim);
+    let mut qv = Array::<f32>::new(head_dim);
+    let mut acc = Array::<f32>::new(head_dim);
     #[unroll]
     for e in 0..head_dim {
-        qv[e] = q[q_offset + e] * F::cast_from(scale);
-        acc[e] = F::new(0.0);
+        qv[e] = f32::cast_from(q[q_offset + e]) * scale;
+        acc[e] = f32::new(0.0);
     }
     let mut m = neg;
-    let mut l = F::new(0.0);
+    let mut l = f32::new(0.0);
     let tid = UNIT_POS_X as usize;
     let mut j = tid;
     while j < n {
         let block = u32::cast_from(block_tables[b * max_blocks + j / bs]) as usize;
         let base = (block * bs + j % bs) * width + kv_offset;
-        let mut dot = F::new(0.0);
+        let mut dot = f32::new(0.0);
         #[unroll]
         for e in 0..head_dim {
-            dot += qv[e] * k_cache[base + e];
+            dot += qv[e] * f32::cast_from(k_cache[base + e]);
         }
         let m_new = m.max(dot);
         let correction = (m - m_new).exp();
@@ -75,15 +75,15 @@ fn paged_attention_kernel<F: Float, I: Numeric>(
         l = l * correction + p;
         #[unroll]
         for e in 0..head_dim {
-            acc[e] = acc[e] * correction + p * v_cache[base + e];
+            acc[e] = acc[e] * correction + p * f32::cast_from(v_cache[base + e]);
         }
         m = m_new;
         j += threads;
     }
 
-    let mut shared_m = SharedMemory::<F>::new(threads);
-    let mut shared_l = SharedMemory::<F>::new(threads);
-    let mut shared_acc = SharedMemory::<F>::new(threads * head_dim);
+    let mut shared_m = SharedMemory::<f32>::new(threads);
+    let mut shared_l = SharedMemory::<f32>::new(threads);
+    let mut shared_acc = SharedMemory::<f32>::new(threads * head_dim);
     shared_m[tid] = m;
     shared_l[tid] = l;
     #[unroll]
@@ -98,18 +98,18 @@ fn paged_attention_kernel<F: Float, I: Numeric>(
         for i in 0..threads {
             big = big.max(shared_m[i]);
         }
-        let mut total = F::new(0.0);
-        let mut o = F::new(0.0);
+        let mut total = f32::new(0.0);
+        let mut o = f32::new(0.0);
         for i in 0..threads {
             let w = (shared_m[i] - big).exp();
             total += shared_l[i] * w;
             o += shared_acc[i * head_dim + e] * w;
         }
-        let mut value = F::new(0.0);
-        if total > F::new(0.0) {
+        let mut value = f32::new(0.0);
+        if total > f32::new(0.0) {
             value = o / total;
         }
-        out[q_offset + e] = value;
+        out[q_offset + e] = F::cast_from(value);
         e += threads;
     }
 }

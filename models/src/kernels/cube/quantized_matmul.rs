@@ -43,26 +43,26 @@ fn quantized_matmul_kernel<F: Float, I: Numeric>(
         terminate!();
     }
     let tid = UNIT_POS_X as usize;
-    let mut acc = Array::<F>::new(max_rows);
+    let mut acc = Array::<f32>::new(max_rows);
     #[unroll]
     for r in 0..max_rows {
-        acc[r] = F::new(0.0);
+        acc[r] = f32::new(0.0);
     }
-    let mut values = Array::<F>::new(BLOCK);
+    let mut values = Array::<f32>::new(BLOCK);
     let mut blk = tid;
     while blk < blocks {
         let at = col * blocks + blk;
-        let d = scales[at];
+        let d = f32::cast_from(scales[at]);
         if q4_1 {
-            let m = mins[at];
+            let m = f32::cast_from(mins[at]);
             #[unroll]
             for w in 0..4usize {
                 let word = u32::cast_from(codes[at * 4 + w]);
                 #[unroll]
                 for b in 0..4usize {
                     let byte = (word >> (8 * b as u32)) & 255u32;
-                    values[4 * w + b] = d * F::cast_from(byte & 15u32) + m;
-                    values[16 + 4 * w + b] = d * F::cast_from(byte >> 4u32) + m;
+                    values[4 * w + b] = d * f32::cast_from(byte & 15u32) + m;
+                    values[16 + 4 * w + b] = d * f32::cast_from(byte >> 4u32) + m;
                 }
             }
         } else {
@@ -72,9 +72,9 @@ fn quantized_matmul_kernel<F: Float, I: Numeric>(
                 #[unroll]
                 for b in 0..4usize {
                     let byte = (word >> (8 * b as u32)) & 255u32;
-                    let mut q = F::cast_from(byte);
+                    let mut q = f32::cast_from(byte);
                     if byte >= 128u32 {
-                        q -= F::new(256.0);
+                        q -= f32::new(256.0);
                     }
                     values[4 * w + b] = d * q;
                 }
@@ -83,28 +83,28 @@ fn quantized_matmul_kernel<F: Float, I: Numeric>(
         let base = blk * BLOCK;
         for r in 0..rows {
             let row = r * k + base;
-            let mut dot = F::new(0.0);
+            let mut dot = f32::new(0.0);
             #[unroll]
             for i in 0..BLOCK {
-                dot += values[i] * x[row + i];
+                dot += values[i] * f32::cast_from(x[row + i]);
             }
             acc[r] += dot;
         }
         blk += threads;
     }
 
-    let mut partial = SharedMemory::<F>::new(threads * max_rows);
+    let mut partial = SharedMemory::<f32>::new(threads * max_rows);
     #[unroll]
     for r in 0..max_rows {
         partial[r * threads + tid] = acc[r];
     }
     sync_cube();
     if tid < rows {
-        let mut total = F::new(0.0);
+        let mut total = f32::new(0.0);
         for u in 0..threads {
             total += partial[tid * threads + u];
         }
-        out[tid * n + col] = total;
+        out[tid * n + col] = F::cast_from(total);
     }
 }
 

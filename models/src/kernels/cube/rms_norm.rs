@@ -25,14 +25,14 @@ fn rms_norm_kernel<F: Float>(
     }
     let tid = UNIT_POS_X as usize;
     let base = row * dim;
-    let mut sum = F::new(0.0);
+    let mut sum = f32::new(0.0);
     let mut i = tid;
     while i < dim {
-        let v = x[base + i];
+        let v = f32::cast_from(x[base + i]);
         sum += v * v;
         i += threads;
     }
-    let mut partial = SharedMemory::<F>::new(threads);
+    let mut partial = SharedMemory::<f32>::new(threads);
     partial[tid] = sum;
     sync_cube();
     let mut stride = CUBE_DIM_X as usize / 2;
@@ -43,10 +43,10 @@ fn rms_norm_kernel<F: Float>(
         sync_cube();
         stride /= 2;
     }
-    let inv = F::new(1.0) / (partial[0] / F::cast_from(dim as u32) + F::cast_from(eps)).sqrt();
+    let inv = f32::new(1.0) / (partial[0] / f32::cast_from(dim as u32) + eps).sqrt();
     let mut i = tid;
     while i < dim {
-        out[base + i] = x[base + i] * inv * weight[i];
+        out[base + i] = F::cast_from(f32::cast_from(x[base + i]) * inv * f32::cast_from(weight[i]));
         i += threads;
     }
 }

@@ -29,10 +29,15 @@ fn rope_kernel<F: Float>(
     let b = row / (tokens * heads);
     let xo = row * d;
     let co = (b * tokens + t) * d;
-    let x1 = x[xo + i];
-    let x2 = x[xo + i + half];
-    out[xo + i] = x1 * cos[co + i] - x2 * sin[co + i];
-    out[xo + i + half] = x2 * cos[co + i + half] + x1 * sin[co + i + half];
+    let x1 = f32::cast_from(x[xo + i]);
+    let x2 = f32::cast_from(x[xo + i + half]);
+    let (c1, s1) = (f32::cast_from(cos[co + i]), f32::cast_from(sin[co + i]));
+    let (c2, s2) = (
+        f32::cast_from(cos[co + i + half]),
+        f32::cast_from(sin[co + i + half]),
+    );
+    out[xo + i] = F::cast_from(x1 * c1 - x2 * s1);
+    out[xo + i + half] = F::cast_from(x2 * c2 + x1 * s2);
 }
 
 /// `x` `[b, h, t, d]`, `cos`/`sin` `[b, 1, t, d]`; `out` contiguous like `x`.
