@@ -164,7 +164,11 @@ impl<B: Backend> EngineCore<B> {
         config: ModelConfig,
         tokenizer: Option<TextTokenizer>,
     ) -> Result<AgentId> {
-        let bytes_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * 4;
+        let bytes_per_token = crate::paged::kv_bytes_per_token::<B>(
+            config.num_layers,
+            config.num_kv_heads,
+            config.head_dim,
+        );
         let kv_id = self.kv.add_agent(bytes_per_token);
         // One permanent block per agent takes the writes of padding tokens.
         // It is never released: the sequence holding it is simply not kept.

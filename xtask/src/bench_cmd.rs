@@ -207,7 +207,8 @@ impl WithModel for BenchArgs {
         }
 
         let c = &loaded.config;
-        let per_token = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4;
+        let per_token =
+            mars2_engine::paged::kv_bytes_per_token::<B>(c.num_layers, c.num_kv_heads, c.head_dim);
         let seq_tokens = prompt.len() + self.new_tokens;
         results.push(json!({
             "figure": "kv_memory", "bytes_per_token": per_token, "sequence_tokens": seq_tokens,

@@ -5,4 +5,4 @@ pub mod attention;
 pub mod storage;
 
 pub use attention::{PagedStep, StepLayout};
-pub use storage::AgentKvStorage;
+pub use storage::{kv_bytes_per_token, AgentKvStorage};

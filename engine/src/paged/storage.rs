@@ -7,6 +7,16 @@ use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::kv::BlockCopy;
 
+/// Bytes one token's keys and values take over all layers, in the float type of `B` (f32, or
+/// f16/bf16 on the half-precision devices).
+pub fn kv_bytes_per_token<B: Backend>(
+    num_layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> usize {
+    2 * num_layers * kv_heads * head_dim * std::mem::size_of::<B::FloatElem>()
+}
+
 pub struct AgentKvStorage<B: Backend> {
     layers: Vec<(Tensor<B, 2>, Tensor<B, 2>)>,
     block_size: usize,
@@ -122,5 +132,21 @@ impl<B: Backend> AgentKvStorage<B> {
             k.clone().select(0, slots.clone()),
             v.clone().select(0, slots),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_takes_its_keys_and_values_in_the_backends_float_type() {
+        // SmolLM2-135M: 30 layers, 3 KV heads of 64.
+        assert_eq!(kv_bytes_per_token::<crate::device::Cpu>(30, 3, 64), 46_080);
+        #[cfg(feature = "wgpu")]
+        assert_eq!(
+            kv_bytes_per_token::<crate::device::WgpuF16>(30, 3, 64),
+            23_040
+        );
     }
 }
