@@ -2,10 +2,13 @@
 //! the bridge from generic Burn tensors to the runtime's own tensors.
 //!
 //! A Burn tensor of backend `B` is handed to a kernel when `B`'s float primitive is a
-//! `CubeTensor` of a compiled runtime and holds f32; anything else (ndarray, autodiff wrappers,
-//! half precision) is declined with `None` and the caller runs the stock ops.
+//! `CubeTensor` of a compiled runtime and holds f32, f16 or bf16; anything else (ndarray,
+//! autodiff wrappers) is declined with `None` and the caller runs the stock ops. The kernels
+//! read and write the tensors' own float type and compute in f32 (sums, dot products, softmax);
+//! sampling takes f32 logits only (the engine converts them first).
 
 mod bridge;
+mod cube_reduce;
 mod paged_attention;
 mod quantized_matmul;
 mod rms_norm;

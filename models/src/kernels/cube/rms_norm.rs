@@ -1,10 +1,12 @@
-//! RMSNorm as one kernel: a cube per row; its units sum squares over strided elements, reduce
-//! them in shared memory, then scale their elements.
+//! RMSNorm as one kernel: a cube per row; its units sum squares (in f32) over strided elements,
+//! reduce them in shared memory, then scale their elements.
 
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
+
+use super::cube_reduce::reduce_over_cube;
 
 /// Units per cube (a power of two).
 const THREADS: usize = 256;
@@ -33,17 +35,8 @@ fn rms_norm_kernel<F: Float>(
         i += threads;
     }
     let mut partial = SharedMemory::<f32>::new(threads);
-    partial[tid] = sum;
-    sync_cube();
-    let mut stride = CUBE_DIM_X as usize / 2;
-    while stride > 0 {
-        if tid < stride {
-            partial[tid] = partial[tid] + partial[tid + stride];
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let inv = f32::new(1.0) / (partial[0] / f32::cast_from(dim as u32) + eps).sqrt();
+    let total = reduce_over_cube::<f32>(&mut partial, sum, false);
+    let inv = f32::new(1.0) / (total / f32::cast_from(dim as u32) + eps).sqrt();
     let mut i = tid;
     while i < dim {
         out[base + i] = F::cast_from(f32::cast_from(x[base + i]) * inv * f32::cast_from(weight[i]));

@@ -14,6 +14,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use super::cube_reduce::reduce_over_cube;
 use crate::kernels::reference::SampleParams;
 
 /// Units per cube (a power of two).
@@ -21,44 +22,6 @@ const THREADS: usize = 256;
 /// Halvings of the threshold interval; the interval spans the row's scaled logits, so this
 /// takes it below the spacing of f32 values there.
 const BISECTION_STEPS: u32 = 48;
-
-/// Sum of `value` over the units of the cube (every unit gets the total).
-#[cube]
-fn sum_over_cube<F: Float>(shared: &mut SharedMemory<F>, value: F) -> F {
-    let tid = UNIT_POS_X as usize;
-    shared[tid] = value;
-    sync_cube();
-    let mut stride = CUBE_DIM_X as usize / 2;
-    while stride > 0 {
-        if tid < stride {
-            shared[tid] = shared[tid] + shared[tid + stride];
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let total = shared[0];
-    sync_cube();
-    total
-}
-
-/// Minimum of `value` over the units of the cube (every unit gets it).
-#[cube]
-fn min_over_cube<F: Float>(shared: &mut SharedMemory<F>, value: F) -> F {
-    let tid = UNIT_POS_X as usize;
-    shared[tid] = value;
-    sync_cube();
-    let mut stride = CUBE_DIM_X as usize / 2;
-    while stride > 0 {
-        if tid < stride {
-            shared[tid] = shared[tid].min(shared[tid + stride]);
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let least = shared[0];
-    sync_cube();
-    least
-}
 
 /// Whether token value `s` (scaled logit) with weight `e = exp(s − max)` is kept.
 #[cube]
@@ -141,7 +104,7 @@ fn sample_kernel<F: Float>(
         z += (logits[base + i] * inv_t - max).exp();
         i += threads;
     }
-    let z = sum_over_cube::<F>(&mut values, z);
+    let z = reduce_over_cube::<F>(&mut values, z, false);
 
     if greedy {
         if tid == 0 {
@@ -174,8 +137,8 @@ fn sample_kernel<F: Float>(
                 }
                 i += threads;
             }
-            let count = sum_over_cube::<F>(&mut values, count);
-            let mass = sum_over_cube::<F>(&mut lows, mass);
+            let count = reduce_over_cube::<F>(&mut values, count, false);
+            let mass = reduce_over_cube::<F>(&mut lows, mass, false);
             if count < k_limit && mass < top_p * z {
                 hi = mid;
             } else {
@@ -193,7 +156,7 @@ fn sample_kernel<F: Float>(
             }
             i += threads;
         }
-        threshold = min_over_cube::<F>(&mut lows, snap);
+        threshold = reduce_over_cube::<F>(&mut lows, snap, true);
     }
 
     // Kept mass of each unit's contiguous chunk, then the draw.
