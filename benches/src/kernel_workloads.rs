@@ -18,7 +18,7 @@ pub type Runner = Box<dyn Fn()>;
 
 /// An operation at one shape with its cost model.
 pub struct Workload {
-    pub op: &'static str,
+    pub op: String,
     pub shape: String,
     /// Bytes read and written once by an ideal implementation (for GB/s).
     pub bytes: f64,
@@ -39,21 +39,14 @@ fn elem_bytes<B: Backend>() -> usize {
     std::mem::size_of::<B::FloatElem>()
 }
 
-/// `op` named with `B`'s float type (`matmul f32`, `matmul bf16`, …).
-fn with_float_type<B: Backend>(op: &'static str) -> &'static str {
+/// `B`'s float type as a name (`f32`, `f16`, `bf16`).
+fn float_name<B: Backend>() -> &'static str {
     use burn::tensor::{DType, Element};
-    let name = match <B::FloatElem as Element>::dtype() {
+    match <B::FloatElem as Element>::dtype() {
         DType::F16 => "f16",
         DType::BF16 => "bf16",
+        DType::F64 => "f64",
         _ => "f32",
-    };
-    match (op, name) {
-        ("matmul", "f16") => "matmul f16",
-        ("matmul", "bf16") => "matmul bf16",
-        ("matmul", _) => "matmul f32",
-        ("projection", "f16") => "projection f16",
-        ("projection", "bf16") => "projection bf16",
-        (_, _) => "projection f32",
     }
 }
 
@@ -74,7 +67,7 @@ fn rms_norm<B: Backend>(rows: usize, device: &B::Device) -> Workload {
     let w = random::<B, 1>([HIDDEN], device);
     let (x2, w2, d1, d2) = (x.clone(), w.clone(), device.clone(), device.clone());
     Workload {
-        op: "rms_norm",
+        op: "rms_norm".into(),
         shape: format!("{rows}×{HIDDEN}"),
         bytes: ((2 * rows * HIDDEN + HIDDEN) * elem_bytes::<B>()) as f64,
         flops: 0.0,
@@ -104,7 +97,7 @@ fn rope<B: Backend>(batch: usize, tokens: usize, device: &B::Device) -> Workload
         device.clone(),
     );
     Workload {
-        op: "rope",
+        op: "rope".into(),
         shape: format!("{batch}×{HEADS}×{tokens}×{HEAD_DIM}"),
         bytes: ((2 * elems + 2 * batch * tokens * HEAD_DIM) * elem_bytes::<B>()) as f64,
         flops: 0.0,
@@ -160,7 +153,7 @@ fn paged_decode<B: Backend>(batch: usize, context: usize, device: &B::Device) ->
     );
     let kv_bytes = 2 * batch * context * width * elem_bytes::<B>();
     Workload {
-        op: "paged_decode_attention",
+        op: "paged_decode_attention".into(),
         shape: format!("{batch} rows × {context} keys, {HEADS}/{KV_HEADS} heads of {HEAD_DIM}"),
         bytes: kv_bytes as f64,
         flops: (4 * batch * HEADS * context * HEAD_DIM) as f64,
@@ -188,7 +181,7 @@ fn matmul<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> Workl
     let b = random::<B, 2>([k, n], device);
     let d = device.clone();
     Workload {
-        op: with_float_type::<B>("matmul"),
+        op: format!("matmul {}", float_name::<B>()),
         shape: format!("{m}×{k} · {k}×{n}"),
         bytes: ((m * k + k * n + m * n) * elem_bytes::<B>()) as f64,
         flops: (2 * m * k * n) as f64,
@@ -213,7 +206,7 @@ fn projection<B: Backend>(m: usize, k: usize, n: usize, device: &B::Device) -> W
     });
     let d = device.clone();
     Workload {
-        op: with_float_type::<B>("projection"),
+        op: format!("projection {}", float_name::<B>()),
         shape: format!("{m}×{k} · {k}×{n}"),
         bytes: ((m * k + k * n + m * n) * elem_bytes::<B>()) as f64,
         flops: (2 * m * k * n) as f64,
@@ -255,10 +248,7 @@ fn quantized_projection<B: Backend>(
         });
     let d = device.clone();
     Workload {
-        op: match format {
-            QuantFormat::Q8_0 => "projection q8_0",
-            QuantFormat::Q4_1 => "projection q4_1",
-        },
+        op: format!("projection {}", format.name()),
         shape: format!("{m}×{k} · {k}×{n}"),
         bytes: (weight_bytes + (m * k + m * n) * elem_bytes::<B>()) as f64,
         flops: (2 * m * k * n) as f64,
@@ -282,7 +272,7 @@ fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload 
         .reshape([1, 1, tokens, tokens]);
     let d = device.clone();
     Workload {
-        op: "prefill attention",
+        op: "prefill attention".into(),
         shape: format!("{tokens} tokens, {HEADS}/{KV_HEADS} heads of {HEAD_DIM}"),
         bytes: ((HEADS + 2 * KV_HEADS) * tokens * HEAD_DIM * elem_bytes::<B>() * 2) as f64,
         flops: (4 * HEADS * tokens * tokens * HEAD_DIM) as f64,
@@ -323,7 +313,7 @@ fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
     });
     let d = device.clone();
     Workload {
-        op: "sampling",
+        op: "sampling".into(),
         shape: format!("{rows}×{VOCAB}"),
         bytes: (rows * VOCAB * 4) as f64,
         flops: 0.0,

@@ -10,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::DType;
 
 use crate::error::{EngineError, Result};
 
@@ -82,17 +83,12 @@ impl DeviceKind {
     }
 
     /// The element type of float tensors on this device.
-    pub fn float_type(self) -> &'static str {
+    pub fn float_type(self) -> DType {
         match self {
-            Self::Cpu | Self::Wgpu | Self::Cuda => "f32",
-            Self::WgpuF16 | Self::CudaF16 => "f16",
-            Self::CudaBf16 => "bf16",
+            Self::Cpu | Self::Wgpu | Self::Cuda => DType::F32,
+            Self::WgpuF16 | Self::CudaF16 => DType::F16,
+            Self::CudaBf16 => DType::BF16,
         }
-    }
-
-    /// Whether this is the CPU backend (f32, the reference every other backend is held to).
-    pub fn is_cpu(self) -> bool {
-        self == Self::Cpu
     }
 }
 
@@ -114,16 +110,17 @@ pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
 #[cfg(feature = "wgpu")]
 fn run_wgpu<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
     if kind == DeviceKind::WgpuF16 {
-        check_dtype::<WgpuF16>(kind, burn::tensor::DType::F16)?;
+        check_dtype::<WgpuF16>(kind)?;
         return Ok(task.run::<WgpuF16>(Default::default()));
     }
     Ok(task.run::<Wgpu>(Default::default()))
 }
 
-/// Refuses a backend whose device cannot hold its float type (wgpu without `shader-f16`)
-/// before any work starts.
-#[cfg(feature = "wgpu")]
-fn check_dtype<B: Backend>(kind: DeviceKind, dtype: burn::tensor::DType) -> Result<()> {
+/// Refuses a backend whose device cannot hold its float type (wgpu without `shader-f16`, a
+/// GPU without bf16) before any work starts.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn check_dtype<B: Backend>(kind: DeviceKind) -> Result<()> {
+    let dtype = kind.float_type();
     if B::supports_dtype(&Default::default(), dtype) {
         Ok(())
     } else {
@@ -150,8 +147,14 @@ fn run_cuda<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
         reason,
     })?;
     Ok(match kind {
-        DeviceKind::CudaF16 => task.run::<CudaF16>(Default::default()),
-        DeviceKind::CudaBf16 => task.run::<CudaBf16>(Default::default()),
+        DeviceKind::CudaF16 => {
+            check_dtype::<CudaF16>(kind)?;
+            task.run::<CudaF16>(Default::default())
+        }
+        DeviceKind::CudaBf16 => {
+            check_dtype::<CudaBf16>(kind)?;
+            task.run::<CudaBf16>(Default::default())
+        }
         _ => task.run::<Cuda>(Default::default()),
     })
 }
@@ -209,7 +212,7 @@ mod tests {
         ] {
             assert_eq!(kind.to_string().parse::<DeviceKind>().unwrap(), kind);
         }
-        assert_eq!(DeviceKind::CudaBf16.float_type(), "bf16");
+        assert_eq!(DeviceKind::CudaBf16.float_type(), DType::BF16);
         let err = "tpu".parse::<DeviceKind>().unwrap_err().to_string();
         assert!(err.contains("tpu"), "{err}");
     }

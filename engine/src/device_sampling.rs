@@ -125,12 +125,13 @@ pub fn sample_on_device<B: Backend>(
 }
 
 /// [`sample_on_device`] through Burn's own tensor ops (what backends without the sampling
-/// kernel run, and its baseline in the kernel benchmarks).
+/// kernel run, and its baseline in the kernel benchmarks); in f32 whatever the logits' type.
 pub fn sample_with_stock_ops<B: Backend>(
     logits: Tensor<B, 2>,
     draws: &[RowDraw],
     device: &B::Device,
 ) -> Vec<SampledToken> {
+    let logits = logits.cast(FloatDType::F32);
     let [rows, vocab] = logits.dims();
     assert_eq!(rows, draws.len(), "one draw per row");
     let temps: Vec<f32> = draws

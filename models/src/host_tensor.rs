@@ -2,7 +2,7 @@
 //! and the transformer builder; the two lookups a checkpoint serves: its weights as f32
 //! ([`WeightSource`]) and the weights it stores in a block format ([`BlockSource`]).
 
-use crate::quantized::QuantizedBlocks;
+use crate::quantized::{QuantFormat, QuantizedBlocks};
 
 /// A dense row-major f32 array with its shape (PyTorch order: `[out, in]` for linear weights).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,11 @@ pub trait BlockSource {
     /// The file the blocks come from, for error messages.
     fn path(&self) -> &std::path::Path;
     /// The stored blocks of a matrix in Hugging Face orientation (`[out, in]`), or `Ok(None)`
-    /// where the checkpoint stores that tensor otherwise (or not at all).
-    fn blocks(&mut self, name: &str) -> crate::Result<Option<QuantizedBlocks>>;
+    /// where the checkpoint stores that tensor otherwise (or not at all), or, when `format` is
+    /// given, in another block format (then the blocks are not even read).
+    fn blocks(
+        &mut self,
+        name: &str,
+        format: Option<QuantFormat>,
+    ) -> crate::Result<Option<QuantizedBlocks>>;
 }

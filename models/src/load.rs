@@ -163,7 +163,11 @@ impl BlockSource for NoStoredBlocks {
         &self.path
     }
 
-    fn blocks(&mut self, _name: &str) -> Result<Option<crate::quantized::QuantizedBlocks>> {
+    fn blocks(
+        &mut self,
+        _name: &str,
+        _format: Option<crate::quantized::QuantFormat>,
+    ) -> Result<Option<crate::quantized::QuantizedBlocks>> {
         Ok(None)
     }
 }

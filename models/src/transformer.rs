@@ -20,6 +20,16 @@ use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::Rope;
 use crate::quantized::{QuantFormat, Quantization, QuantizeError, QuantizedBlocks};
 
+/// What quantization does to one matrix.
+enum MatrixChoice {
+    /// The checkpoint's own blocks.
+    Stored(QuantizedBlocks),
+    /// Blocks made from the matrix's values.
+    Quantized(QuantizedBlocks),
+    /// Left as it is.
+    Dense,
+}
+
 /// How many matrices [`Transformer::quantize_with`] took as stored, quantized, or left f32.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuantizeReport {
@@ -107,143 +117,139 @@ impl<B: Backend> Transformer<B> {
     /// (for inference: quantized weights get no gradients, and
     /// [`crate::export::hf_tensors`] writes their dequantized values). Norms stay f32; a tied
     /// embedding table takes the quantized values of the head but stays an f32 tensor for the
-    /// lookup. Matrices already quantized keep their blocks.
+    /// lookup. Matrices already quantized keep their blocks. Every matrix is quantized before
+    /// any is replaced, so a refusal changes nothing.
     pub fn quantize(&mut self, format: QuantFormat) -> std::result::Result<(), QuantizeError> {
-        // Checked first so that a refusal changes nothing.
-        if let Some(cols) = self
-            .quantizable_matrices()
-            .iter()
-            .map(|(_, [_, cols])| *cols)
-            .find(|w| !w.is_multiple_of(crate::gguf::dequant::BLOCK))
-        {
-            return Err(QuantizeError::PartialBlock { cols });
-        }
-        let plan = vec![None; self.quantizable_matrices().len()];
-        self.apply_quantization(plan, Some(format))
-            .map(|_| ())
-            .map_err(|(_, e)| e)
+        let plan = self.plan_quantization(|_, [rows, cols], values| {
+            QuantizedBlocks::quantize(format, &values(), rows, cols).map(MatrixChoice::Quantized)
+        })?;
+        self.apply_plan(plan);
+        Ok(())
     }
 
     /// Quantizes as `quantization` says, taking the blocks `stored` holds (a GGUF file's own
     /// Q8_0/Q4_1 tensors) as they are instead of quantizing their values again.
     ///
-    /// Every stored matrix is read and checked before the model changes, so an error leaves
-    /// it as it was. [`Quantization::AsStored`] with nothing stored is an error.
+    /// Every matrix's blocks are read, checked or made before the model changes, so an error
+    /// leaves it as it was. [`Quantization::AsStored`] with nothing stored is an error.
     pub fn quantize_with(
         &mut self,
         quantization: Quantization,
         stored: &mut dyn BlockSource,
     ) -> Result<QuantizeReport> {
-        let matrices = self.quantizable_matrices();
-        let mut plan = Vec::with_capacity(matrices.len());
-        for (name, [rows, cols]) in &matrices {
-            let blocks = stored.blocks(name)?.filter(|b| match quantization {
-                Quantization::AsStored => true,
-                Quantization::To(format) => b.format == format,
-            });
-            if let Some(b) = &blocks {
-                if [b.rows, b.cols] != [*rows, *cols] {
-                    return Err(ModelError::WrongShape {
-                        path: stored.path().to_path_buf(),
-                        name: name.clone(),
-                        expected: vec![*rows, *cols],
-                        actual: vec![b.rows, b.cols],
-                    });
-                }
-            }
-            let quantized_here = blocks.is_none() && matches!(quantization, Quantization::To(_));
-            if quantized_here && !cols.is_multiple_of(crate::gguf::dequant::BLOCK) {
-                return Err(ModelError::Quantize {
-                    name: name.clone(),
-                    source: QuantizeError::PartialBlock { cols: *cols },
-                });
-            }
-            plan.push(blocks);
-        }
-        if quantization == Quantization::AsStored && plan.iter().all(Option::is_none) {
-            return Err(ModelError::NothingStored {
-                path: stored.path().to_path_buf(),
-            });
-        }
-        let fallback = match quantization {
+        let wanted = match quantization {
             Quantization::To(format) => Some(format),
             Quantization::AsStored => None,
         };
-        self.apply_quantization(plan, fallback)
-            .map_err(|(name, source)| ModelError::Quantize { name, source })
+        let path = stored.path().to_path_buf();
+        let plan = self.plan_quantization(|name, [rows, cols], values| {
+            if let Some(blocks) = stored.blocks(name, wanted)? {
+                if [blocks.rows, blocks.cols] != [rows, cols] {
+                    return Err(ModelError::WrongShape {
+                        path: path.clone(),
+                        name: name.to_string(),
+                        expected: vec![rows, cols],
+                        actual: vec![blocks.rows, blocks.cols],
+                    });
+                }
+                return Ok(MatrixChoice::Stored(blocks));
+            }
+            let Some(format) = wanted else {
+                return Ok(MatrixChoice::Dense);
+            };
+            QuantizedBlocks::quantize(format, &values(), rows, cols)
+                .map(MatrixChoice::Quantized)
+                .map_err(|source| ModelError::Quantize {
+                    name: name.to_string(),
+                    source,
+                })
+        })?;
+        let any_stored = plan
+            .iter()
+            .any(|(_, choice)| matches!(choice, MatrixChoice::Stored(_)));
+        if quantization == Quantization::AsStored && !any_stored {
+            return Err(ModelError::NothingStored { path });
+        }
+        Ok(self.apply_plan(plan))
     }
 
-    /// The matrices quantization may replace, in a fixed order (layer by layer, then the
-    /// head), by Hugging Face name with their `[out, in]` shape; those already quantized are
-    /// left out.
-    fn quantizable_matrices(&self) -> Vec<(String, [usize; 2])> {
-        let mut out = Vec::new();
+    /// Decides, without changing the model, what becomes of each matrix quantization may
+    /// replace: every projection and the output head not yet quantized, layer by layer and
+    /// then the head. `choose` gets the matrix's Hugging Face name, its `[out, in]` shape and
+    /// a way to read its values (row-major `[out, in]`).
+    fn plan_quantization<E>(
+        &self,
+        mut choose: impl FnMut(
+            &str,
+            [usize; 2],
+            &dyn Fn() -> Vec<f32>,
+        ) -> std::result::Result<MatrixChoice, E>,
+    ) -> std::result::Result<Vec<(String, MatrixChoice)>, E> {
+        let mut plan = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             for (name, linear) in layer.projections() {
-                if linear.quantized.is_none() {
-                    let (d_in, d_out) = linear.dims();
-                    out.push((format!("model.layers.{i}.{name}.weight"), [d_out, d_in]));
+                if linear.quantized.is_some() {
+                    continue;
                 }
+                let (d_in, d_out) = linear.dims();
+                let name = format!("model.layers.{i}.{name}.weight");
+                let choice = choose(&name, [d_out, d_in], &|| linear.weight_out_in())?;
+                plan.push((name, choice));
             }
         }
         if self.quantized_head.is_none() {
-            let [vocab, hidden] = self.embed_tokens.dims();
             let name = match self.lm_head {
                 Some(_) => "lm_head.weight",
                 None => "model.embed_tokens.weight",
             };
-            out.push((name.to_string(), [vocab, hidden]));
+            let choice = choose(name, self.embed_tokens.dims(), &|| self.head_values())?;
+            plan.push((name.to_string(), choice));
         }
-        out
+        Ok(plan)
     }
 
-    /// Gives each matrix of [`Self::quantizable_matrices`] its planned blocks, or quantizes it
-    /// to `fallback`, or (neither) leaves it dense.
-    fn apply_quantization(
-        &mut self,
-        plan: Vec<Option<QuantizedBlocks>>,
-        fallback: Option<QuantFormat>,
-    ) -> std::result::Result<QuantizeReport, (String, QuantizeError)> {
+    /// Carries out a plan of [`Self::plan_quantization`], walking the matrices in the same
+    /// order; nothing here can fail.
+    fn apply_plan(&mut self, plan: Vec<(String, MatrixChoice)>) -> QuantizeReport {
         let mut report = QuantizeReport::default();
         let mut plan = plan.into_iter();
+        let mut next = |expected: &str| -> Option<QuantizedBlocks> {
+            let (name, choice) = plan.next().expect("one planned choice per matrix");
+            debug_assert_eq!(name, expected, "the plan follows the same walk");
+            match choice {
+                MatrixChoice::Stored(blocks) => {
+                    report.stored += 1;
+                    Some(blocks)
+                }
+                MatrixChoice::Quantized(blocks) => {
+                    report.quantized += 1;
+                    Some(blocks)
+                }
+                MatrixChoice::Dense => {
+                    report.dense += 1;
+                    None
+                }
+            }
+        };
         for (i, layer) in self.layers.iter_mut().enumerate() {
             for (name, linear) in layer.projections_mut() {
-                if linear.quantized.is_some() {
-                    continue;
-                }
-                match (plan.next().flatten(), fallback) {
-                    (Some(blocks), _) => {
+                if linear.quantized.is_none() {
+                    if let Some(blocks) = next(&format!("model.layers.{i}.{name}.weight")) {
                         linear.set_quantized(blocks);
-                        report.stored += 1;
                     }
-                    (None, Some(format)) => {
-                        linear
-                            .quantize(format)
-                            .map_err(|e| (format!("model.layers.{i}.{name}.weight"), e))?;
-                        report.quantized += 1;
-                    }
-                    (None, None) => report.dense += 1,
                 }
             }
         }
         if self.quantized_head.is_none() {
-            match (plan.next().flatten(), fallback) {
-                (Some(blocks), _) => {
-                    self.set_quantized_head(blocks);
-                    report.stored += 1;
-                }
-                (None, Some(format)) => {
-                    let [vocab, hidden] = self.embed_tokens.dims();
-                    let blocks =
-                        QuantizedBlocks::quantize(format, &self.head_values(), vocab, hidden)
-                            .map_err(|e| ("the output head".to_string(), e))?;
-                    self.set_quantized_head(blocks);
-                    report.quantized += 1;
-                }
-                (None, None) => report.dense += 1,
+            let name = match self.lm_head {
+                Some(_) => "lm_head.weight",
+                None => "model.embed_tokens.weight",
+            };
+            if let Some(blocks) = next(name) {
+                self.set_quantized_head(blocks);
             }
         }
-        Ok(report)
+        report
     }
 
     /// The output head's values, row-major `[vocab, hidden]`.

@@ -105,6 +105,37 @@ fn widths_that_are_not_whole_blocks_are_refused() {
 }
 
 #[test]
+fn a_matrix_that_cannot_be_quantized_leaves_the_model_unchanged() {
+    use burn::module::Param;
+    let device = Default::default();
+    let c = config(true, 64);
+    let mut model = Transformer::<Cpu>::random(&c, &device);
+    // An infinite weight in the last layer: its block scale is not finite.
+    let down = &mut model.layers[1].mlp.down;
+    let [d_in, d_out] = down.weight.dims();
+    let mut values: Vec<f32> = down.weight.val().to_data().iter::<f32>().collect();
+    values[5] = f32::INFINITY;
+    down.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, [d_in, d_out]),
+        &device,
+    ));
+    let before = logits(&model, 3);
+    assert!(matches!(
+        model.quantize(QuantFormat::Q8_0),
+        Err(QuantizeError::NonFiniteScale { .. })
+    ));
+    assert!(
+        !model.is_quantized(),
+        "layer 0 was quantized before the refusal"
+    );
+    let after = logits(&model, 3);
+    assert_eq!(
+        before.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        after.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn other_backends_unpack_the_same_blocks_with_stock_ops() {
     use burn::backend::Autodiff;
     use burn::module::AutodiffModule;

@@ -11,7 +11,7 @@
 //! the model-level parity tests instead.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use mars2_engine::{run_on, BackendTask, DeviceKind};
 use mars2_models::kernels::{self, reference, stock};
 use mars2_tests::test_device;
@@ -47,15 +47,15 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Whether the test device stores floats in f16 or bf16.
 fn half_precision() -> bool {
-    test_device().float_type() != "f32"
+    test_device().float_type() != DType::F32
 }
 
 /// The largest error allowed for a kernel output near `expected`: `f32_tolerance`, plus twice
 /// the rounding of values as large as `expected`'s to the device's float type.
 fn allowed(expected: &[f32], f32_tolerance: f32) -> f32 {
     let unit_roundoff = match test_device().float_type() {
-        "f16" => 2f32.powi(-11),
-        "bf16" => 2f32.powi(-8),
+        DType::F16 => 2f32.powi(-11),
+        DType::BF16 => 2f32.powi(-8),
         _ => 0.0,
     };
     let largest = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));

@@ -267,7 +267,11 @@ impl BlockSource for GgufWeights<'_> {
         self.file.path()
     }
 
-    fn blocks(&mut self, hf_name: &str) -> Result<Option<QuantizedBlocks>> {
+    fn blocks(
+        &mut self,
+        hf_name: &str,
+        wanted: Option<QuantFormat>,
+    ) -> Result<Option<QuantizedBlocks>> {
         let Some(name) = gguf_name(hf_name) else {
             return Ok(None);
         };
@@ -280,6 +284,9 @@ impl BlockSource for GgufWeights<'_> {
         ) else {
             return Ok(None);
         };
+        if wanted.is_some_and(|w| w != format) {
+            return Ok(None);
+        }
         let bytes = self.file.tensor_bytes(info)?;
         let blocks = QuantizedBlocks::from_gguf_bytes(format, bytes, rows, cols)
             .map_err(|e| self.file.corrupt(&format!("tensor {name:?}: {e}")))?;

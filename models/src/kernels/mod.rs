@@ -1,10 +1,10 @@
 //! Fused kernels with one entry point per operation and a choice of implementation per backend.
 //!
-//! On a CubeCL backend (`cuda`, `wgpu` features) with f32 tensors the operations below run as
-//! hand-written CubeCL kernels ([`cube`]): one launch instead of the chain of Burn ops that
-//! expresses them. Everywhere else (the ndarray CPU backend, autodiff backends during training,
-//! other float types) they run as Burn tensor ops ([`stock`]), which is also what the kernels
-//! are benchmarked against. [`reference`] holds slow, obvious host implementations that both
+//! On a CubeCL backend (`cuda`, `wgpu` features), with f32, f16 or bf16 tensors, the operations
+//! below run as hand-written CubeCL kernels ([`cube`], computing in f32): one launch instead of
+//! the chain of Burn ops that expresses them. Everywhere else (the ndarray CPU backend, autodiff
+//! backends during training) they run as Burn tensor ops ([`stock`]), which is also what the
+//! kernels are benchmarked against. [`reference`] holds slow, obvious host implementations that both
 //! are tested against.
 //!
 //! On the ndarray CPU backend, products of a few rows with a weight matrix (decode steps) run

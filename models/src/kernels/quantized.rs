@@ -3,7 +3,8 @@
 //!
 //! On the ndarray backend the blocks stay in host memory as packed words and decode steps run
 //! the host kernel [`super::skinny_quantized`]. On every other backend they become three
-//! tensors (scales, minimums, codes as 32-bit integers); CubeCL backends run
+//! tensors (scales and minimums in f32 whatever the backend's float type, codes as 32-bit
+//! integers); CubeCL backends run
 //! [`super::cube`]'s quantized kernel for decode steps. Longer inputs (prefill), and backends
 //! without a kernel, unpack the weight with Burn's own ops ([`dequantize_with_stock_ops`]) and
 //! multiply densely; the f32 copy lives only for that call.
@@ -11,7 +12,7 @@
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{DType, Element, ElementConversion, FloatDType, Int, Tensor, TensorData};
 
 use super::{enabled, host, stock};
 use crate::gguf::dequant::BLOCK;
@@ -36,8 +37,8 @@ pub(super) enum Storage<B: Backend> {
     Device(DeviceBlocks<B>),
 }
 
-/// The blocks as tensors: `scales` and `mins` `[rows, cols/32]` (`mins` `[1, 1]` of zero for
-/// Q8_0), `codes` `[rows, cols/32 · words]` holding each packed word's bits as an integer.
+/// The blocks as tensors: `scales` and `mins` `[rows, cols/32]` in f32 (`mins` `[1, 1]` of zero
+/// for Q8_0), `codes` `[rows, cols/32 · words]` holding each packed word's bits as an integer.
 #[derive(Debug, Clone)]
 pub struct DeviceBlocks<B: Backend> {
     pub scales: Tensor<B, 2>,
@@ -55,14 +56,18 @@ impl<B: Backend> QuantizedMatrix<B> {
         } else {
             let per_row = cols / BLOCK;
             let words = per_row * format.words_per_block();
+            let f32_on_device = (device, DType::F32);
             let mins = if format == QuantFormat::Q4_1 {
-                Tensor::from_data(TensorData::new(blocks.mins, [rows, per_row]), device)
+                Tensor::from_data(TensorData::new(blocks.mins, [rows, per_row]), f32_on_device)
             } else {
-                Tensor::zeros([1, 1], device)
+                Tensor::zeros([1, 1], f32_on_device)
             };
             let codes: Vec<i32> = blocks.codes.iter().map(|&w| w as i32).collect();
             Storage::Device(DeviceBlocks {
-                scales: Tensor::from_data(TensorData::new(blocks.scales, [rows, per_row]), device),
+                scales: Tensor::from_data(
+                    TensorData::new(blocks.scales, [rows, per_row]),
+                    f32_on_device,
+                ),
                 mins,
                 codes: Tensor::from_data(TensorData::new(codes, [rows, words]), device),
             })
@@ -172,6 +177,7 @@ fn device_matmul<B: Backend>(
 
 /// Unpacks the blocks with Burn tensor ops (shifts and masks on the code words): the path of
 /// every backend without a fused kernel, and the baseline the kernels are measured against.
+/// The values are computed in f32 and given in the backend's own float type.
 pub fn dequantize_with_stock_ops<B: Backend>(
     d: &DeviceBlocks<B>,
     format: QuantFormat,
@@ -184,7 +190,7 @@ pub fn dequantize_with_stock_ops<B: Backend>(
             .clone()
             .bitwise_right_shift_scalar(shift.elem())
             .bitwise_and_scalar(mask.elem())
-            .float()
+            .cast(FloatDType::F32)
     };
     let scales = d.scales.clone().reshape([rows, blocks, 1]);
     let values = match format {
@@ -193,7 +199,7 @@ pub fn dequantize_with_stock_ops<B: Backend>(
             let bytes: Vec<Tensor<B, 2>> = (0..4)
                 .map(|b| {
                     let u = field(8 * b, 0xff);
-                    let negative = u.clone().greater_equal_elem(128.0).float();
+                    let negative = u.clone().greater_equal_elem(128.0).cast(FloatDType::F32);
                     u - negative * 256.0
                 })
                 .collect();
@@ -210,5 +216,6 @@ pub fn dequantize_with_stock_ops<B: Backend>(
             codes * scales + mins
         }
     };
-    values.reshape([rows, cols])
+    let model_type: FloatDType = <B::FloatElem as Element>::dtype().into();
+    values.reshape([rows, cols]).cast(model_type)
 }

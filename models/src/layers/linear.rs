@@ -46,16 +46,21 @@ impl<B: Backend> Linear<B> {
         if self.quantized.is_some() {
             return Ok(());
         }
-        let weight = self.weight.val();
-        let [d_in, d_out] = weight.dims();
-        let out_in = weight
+        let (d_in, d_out) = self.dims();
+        let blocks = QuantizedBlocks::quantize(format, &self.weight_out_in(), d_out, d_in)?;
+        self.set_quantized(blocks);
+        Ok(())
+    }
+
+    /// The dense weight as a row-major `[d_out, d_in]` matrix (Hugging Face orientation).
+    pub fn weight_out_in(&self) -> Vec<f32> {
+        self.weight
+            .val()
             .transpose()
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()
-            .expect("a float tensor converts to f32");
-        self.set_quantized(QuantizedBlocks::quantize(format, &out_in, d_out, d_in)?);
-        Ok(())
+            .expect("a float tensor converts to f32")
     }
 
     /// Computes with `blocks` (`[d_out, d_in]`, as a checkpoint stores them) instead of the

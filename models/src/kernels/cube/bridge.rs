@@ -188,8 +188,8 @@ fn run_on<B: Backend, R: CubeRuntime, const D: usize>(
             format,
         } => super::quantized_matmul::launch(
             float::<B, R, 2>(x, dtype)?,
-            float::<B, R, 2>(scales, dtype)?,
-            float::<B, R, 2>(mins, dtype)?,
+            float::<B, R, 2>(scales, DType::F32)?,
+            float::<B, R, 2>(mins, DType::F32)?,
             int::<B, R, 2>(codes)?,
             format,
             out,

@@ -23,16 +23,16 @@ const BLOCK: usize = 32;
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn quantized_matmul_kernel<F: Float, I: Numeric>(
+fn quantized_matmul_kernel<F: Float, S: Float, I: Numeric>(
     x: &Tensor<F>,
-    scales: &Tensor<F>,
-    mins: &Tensor<F>,
+    scales: &Tensor<S>,
+    mins: &Tensor<S>,
     codes: &Tensor<I>,
     out: &mut Tensor<F>,
     #[comptime] q4_1: bool,
     #[comptime] threads: usize,
     #[comptime] max_rows: usize,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F, S, I)] _dtypes: [StorageType; 3],
 ) {
     let rows = x.shape(0);
     let k = x.shape(1);
@@ -108,8 +108,9 @@ fn quantized_matmul_kernel<F: Float, I: Numeric>(
     }
 }
 
-/// `x` `[m, k]` (m ≤ [`MAX_ROWS`]), `scales`/`mins` `[n, k/32]` (`mins` unused for Q8_0),
-/// `codes` `[n, k/32 · words]`; `out` contiguous `[m, n]`.
+/// `x` `[m, k]` (m ≤ [`MAX_ROWS`]), `scales`/`mins` `[n, k/32]` (`mins` unused for Q8_0; f32
+/// whatever `x`'s float type, so that half-precision models keep GGUF's scales exactly),
+/// `codes` `[n, k/32 · words]`; `out` contiguous `[m, n]` in `x`'s float type.
 pub fn launch<R: CubeRuntime>(
     x: CubeTensor<R>,
     scales: CubeTensor<R>,
@@ -125,6 +126,7 @@ pub fn launch<R: CubeRuntime>(
     let n = scales.meta.shape()[0];
     let client = x.client.clone();
     let float = x.dtype;
+    let scale = scales.dtype;
     let int = codes.dtype;
     if n > 0 && x.meta.shape()[0] > 0 {
         quantized_matmul_kernel::launch::<R>(
@@ -139,7 +141,7 @@ pub fn launch<R: CubeRuntime>(
             format == QuantFormat::Q4_1,
             THREADS,
             MAX_ROWS,
-            [float.into(), int.into()],
+            [float.into(), scale.into(), int.into()],
         );
     }
     out
