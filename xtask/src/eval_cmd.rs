@@ -96,6 +96,10 @@ pub struct EvalArgs {
     /// agent's model as the proxy).
     #[arg(long)]
     pub g_vendi: bool,
+    /// Keep the agents' projections and output heads in a block format while searching
+    /// (`q8_0`, `q4_1`, or `stored` for a GGUF file's own blocks): faster decoding on the CPU.
+    #[arg(long)]
+    pub quantize: Option<mars2_models::Quantization>,
 }
 
 impl EvalArgs {
@@ -124,7 +128,7 @@ impl EvalArgs {
     /// Everything that decides the results (not the problem limit, device or concurrency):
     /// a run directory only resumes a run with the same settings.
     fn settings(&self, models: &[ModelArg]) -> serde_json::Value {
-        json!({
+        let mut settings = json!({
             "benchmark": self.benchmark.to_string(),
             "split": format!("{:?}", self.split).to_lowercase(),
             "agents": models.iter().map(|m| json!({"name": m.name, "path": m.path})).collect::<Vec<_>>(),
@@ -134,7 +138,12 @@ impl EvalArgs {
             "sampling": self.sampling(),
             "da_k": self.da_k,
             "reward_model": self.reward_model,
-        })
+        });
+        // Only when set, so that run directories written before the option still resume.
+        if let Some(q) = self.quantize {
+            settings["quantize"] = json!(q.name());
+        }
+        settings
     }
 }
 
@@ -202,7 +211,7 @@ impl BackendTask for EvalTask {
             kv_cache_bytes: args.kv_cache_mb << 20,
             ..EngineConfig::default()
         };
-        let policy = load_policy::<B>(&models, engine, &args.sampling(), &device)?;
+        let policy = load_policy::<B>(&models, engine, &args.sampling(), args.quantize, &device)?;
         let sandbox = Sandbox::with_defaults().context("starting the sandbox")?;
         let team = team_of(&models, args.multi_role);
         let agent_names: Vec<String> = team.iter().map(|a| a.name.clone()).collect();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use mars2_engine::{Engine, EngineConfig, SamplingParams};
-use mars2_models::load_model;
+use mars2_models::{load_model, quantize_from_checkpoint, Quantization};
 use mars2_search::{AgentSpec, EnginePolicy};
 
 use crate::fetch_model::resolve_model_arg;
@@ -61,17 +61,29 @@ pub fn team_of(models: &[ModelArg], multi_role: bool) -> Vec<AgentSpec> {
         .collect()
 }
 
-/// Loads every model on `device` into one engine and wraps it as a policy.
+/// Loads every model on `device` into one engine and wraps it as a policy; with
+/// `quantization`, each model computes with block-format weights (a GGUF's own blocks kept).
 pub fn load_policy<B: Backend>(
     models: &[ModelArg],
     engine: EngineConfig,
     params: &SamplingParams,
+    quantization: Option<Quantization>,
     device: &B::Device,
 ) -> Result<EnginePolicy<B>> {
     let mut policy = EnginePolicy::new(Engine::<B>::new(engine, device.clone()));
     for m in models {
-        let loaded = load_model::<B>(&m.path, device)
+        let mut loaded = load_model::<B>(&m.path, device)
             .with_context(|| format!("loading {}", m.path.display()))?;
+        if let Some(quantization) = quantization {
+            let report = quantize_from_checkpoint(
+                &mut loaded.model,
+                &loaded.source,
+                &loaded.config,
+                quantization,
+            )
+            .with_context(|| format!("quantizing {}", m.path.display()))?;
+            eprintln!("{}: {report}", m.name);
+        }
         policy.add_model(&m.name, loaded, params.clone())?;
     }
     Ok(policy)

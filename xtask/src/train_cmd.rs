@@ -135,7 +135,8 @@ impl BackendTask for TrainTask {
             ..EngineConfig::default()
         };
         eprintln!("loading {} agent(s) on {}", models.len(), config.device);
-        let policy = load_policy::<B>(&models, engine, &rollout_params, &device)?;
+        // The rollout policy takes each update's f32 weights: it is never quantized.
+        let policy = load_policy::<B>(&models, engine, &rollout_params, None, &device)?;
         let team = team_of(&models, config.multi_role);
         let mut trainers = Vec::new();
         let mut text = Vec::new();

@@ -267,11 +267,10 @@ impl TrainConfig {
 /// Refuses half-precision devices for training: the learners keep f32 weights, moments and
 /// gradients (no loss scaling or master copy), so f16/bf16 is for generate, eval and bench.
 pub fn require_f32_training(device: DeviceKind) -> Result<()> {
-    if device.float_type() != "f32" {
+    if device.float_type() != burn::tensor::DType::F32 {
         bail!(
-            "device {device} computes in {}: training needs f32 tensors (use {}); half precision \
-             is for generate, eval and bench",
-            device.float_type(),
+            "device {device} computes in half precision: training needs f32 tensors (use {}); \
+             half precision is for generate, eval and bench",
             if device == DeviceKind::WgpuF16 {
                 "wgpu"
             } else {
@@ -293,7 +292,12 @@ mod tests {
             TrainConfig::from_file(&path).unwrap(),
             TrainConfig::default()
         );
-        for preset in ["train-gpu.toml", "train-single-agent.toml"] {
+        for preset in [
+            "train-gpu.toml",
+            "train-single-agent.toml",
+            "train-grpo.toml",
+            "train-mars2.toml",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../configs")
                 .join(preset);
