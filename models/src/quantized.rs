@@ -50,6 +50,14 @@ impl QuantFormat {
         }
     }
 
+    /// Bytes a `[rows, cols]` matrix holds in this format: an f32 scale (and for Q4_1 an f32
+    /// minimum) and the code words of every block.
+    pub fn byte_size(self, rows: usize, cols: usize) -> usize {
+        let blocks = rows * cols / BLOCK;
+        let mins = if self == Self::Q4_1 { blocks } else { 0 };
+        4 * (blocks + mins + blocks * self.words_per_block())
+    }
+
     /// Bytes of one GGUF block.
     fn gguf_block_bytes(self) -> usize {
         match self {
@@ -154,7 +162,7 @@ impl QuantizedBlocks {
 
     /// Bytes held (scales, minimums and codes).
     pub fn byte_size(&self) -> usize {
-        4 * (self.scales.len() + self.mins.len() + self.codes.len())
+        self.format.byte_size(self.rows, self.cols)
     }
 
     /// Reads GGUF block data of a `[rows, cols]` tensor (GGUF dims `[cols, rows]`).
@@ -280,33 +288,41 @@ impl QuantizedBlocks {
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0f32; self.rows * self.cols];
         for (b, block) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let block: &mut [f32; BLOCK] = block.try_into().expect("chunks of one block");
             self.dequantize_block(b, block);
         }
         out
     }
 
-    /// Block `b` (row-major over all blocks) into `out` (32 values).
-    pub fn dequantize_block(&self, b: usize, out: &mut [f32]) {
+    /// Block `b` (row-major over all blocks) into `out`.
+    pub fn dequantize_block(&self, b: usize, out: &mut [f32; BLOCK]) {
         let wpb = self.format.words_per_block();
         let words = &self.codes[b * wpb..(b + 1) * wpb];
-        let d = self.scales[b];
         match self.format {
-            QuantFormat::Q8_0 => {
-                for (w, &word) in words.iter().enumerate() {
-                    for (i, byte) in word.to_le_bytes().into_iter().enumerate() {
-                        out[4 * w + i] = d * f32::from(byte as i8);
-                    }
-                }
-            }
-            QuantFormat::Q4_1 => {
-                let m = self.mins[b];
-                for (w, &word) in words.iter().enumerate() {
-                    for (i, byte) in word.to_le_bytes().into_iter().enumerate() {
-                        out[4 * w + i] = d * f32::from(byte & 0x0f) + m;
-                        out[16 + 4 * w + i] = d * f32::from(byte >> 4) + m;
-                    }
-                }
-            }
+            QuantFormat::Q8_0 => unpack_q8_0(words, self.scales[b], out),
+            QuantFormat::Q4_1 => unpack_q4_1(words, self.scales[b], self.mins[b], out),
+        }
+    }
+}
+
+/// One Q8_0 block (8 words, scale `d`) as its values `d·q`.
+#[inline(always)]
+pub(crate) fn unpack_q8_0(words: &[u32], d: f32, out: &mut [f32; BLOCK]) {
+    for (w, word) in words.iter().enumerate() {
+        for (i, byte) in word.to_le_bytes().into_iter().enumerate() {
+            out[4 * w + i] = d * f32::from(byte as i8);
+        }
+    }
+}
+
+/// One Q4_1 block (4 words, scale `d`, minimum `m`) as its values `d·q + m`: low nibbles
+/// first, then high nibbles.
+#[inline(always)]
+pub(crate) fn unpack_q4_1(words: &[u32], d: f32, m: f32, out: &mut [f32; BLOCK]) {
+    for (w, word) in words.iter().enumerate() {
+        for (i, byte) in word.to_le_bytes().into_iter().enumerate() {
+            out[4 * w + i] = d * f32::from(byte & 0x0f) + m;
+            out[16 + 4 * w + i] = d * f32::from(byte >> 4) + m;
         }
     }
 }

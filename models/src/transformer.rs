@@ -30,6 +30,11 @@ enum MatrixChoice {
     Dense,
 }
 
+/// The Hugging Face name of projection `name` (`self_attn.q_proj`, …) of layer `layer`.
+fn projection_name(layer: usize, name: &str) -> String {
+    format!("model.layers.{layer}.{name}.weight")
+}
+
 /// How many matrices [`Transformer::quantize_with`] took as stored, quantized, or left f32.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuantizeReport {
@@ -192,16 +197,13 @@ impl<B: Backend> Transformer<B> {
                     continue;
                 }
                 let (d_in, d_out) = linear.dims();
-                let name = format!("model.layers.{i}.{name}.weight");
+                let name = projection_name(i, name);
                 let choice = choose(&name, [d_out, d_in], &|| linear.weight_out_in())?;
                 plan.push((name, choice));
             }
         }
         if self.quantized_head.is_none() {
-            let name = match self.lm_head {
-                Some(_) => "lm_head.weight",
-                None => "model.embed_tokens.weight",
-            };
+            let name = self.head_name();
             let choice = choose(name, self.embed_tokens.dims(), &|| self.head_values())?;
             plan.push((name.to_string(), choice));
         }
@@ -234,22 +236,26 @@ impl<B: Backend> Transformer<B> {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             for (name, linear) in layer.projections_mut() {
                 if linear.quantized.is_none() {
-                    if let Some(blocks) = next(&format!("model.layers.{i}.{name}.weight")) {
+                    if let Some(blocks) = next(&projection_name(i, name)) {
                         linear.set_quantized(blocks);
                     }
                 }
             }
         }
         if self.quantized_head.is_none() {
-            let name = match self.lm_head {
-                Some(_) => "lm_head.weight",
-                None => "model.embed_tokens.weight",
-            };
-            if let Some(blocks) = next(name) {
+            if let Some(blocks) = next(self.head_name()) {
                 self.set_quantized_head(blocks);
             }
         }
         report
+    }
+
+    /// The Hugging Face name of the output head's weight (the embedding table when tied).
+    fn head_name(&self) -> &'static str {
+        match self.lm_head {
+            Some(_) => "lm_head.weight",
+            None => "model.embed_tokens.weight",
+        }
     }
 
     /// The output head's values, row-major `[vocab, hidden]`.

@@ -91,13 +91,7 @@ impl<B: Backend> QuantizedMatrix<B> {
 
     /// Bytes of weight data this matrix keeps (4 per scale, minimum and code word).
     pub fn byte_size(&self) -> usize {
-        let blocks = self.rows * self.cols / BLOCK;
-        let mins = if self.format == QuantFormat::Q4_1 {
-            blocks
-        } else {
-            0
-        };
-        4 * (blocks + mins + blocks * self.format.words_per_block())
+        self.format.byte_size(self.rows, self.cols)
     }
 
     /// The values as a dense `[rows, cols]` f32 tensor.

@@ -105,14 +105,7 @@ impl<B: AutodiffBackend> HasAutodiffModule<B> for QuantizedMatrix<B::InnerBacken
 
 impl<B: Backend> ModuleDisplayDefault for QuantizedMatrix<B> {
     fn content(&self, content: Content) -> Option<Content> {
-        content
-            .add_single(&format!(
-                "{} [{}, {}]",
-                self.format.name(),
-                self.rows,
-                self.cols
-            ))
-            .optional()
+        content.add_single(&self.to_string()).optional()
     }
 }
 

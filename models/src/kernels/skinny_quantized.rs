@@ -8,7 +8,7 @@
 //! result alone or in a batch.
 
 use crate::gguf::dequant::BLOCK;
-use crate::quantized::{QuantFormat, QuantizedBlocks};
+use crate::quantized::{unpack_q4_1, unpack_q8_0, QuantFormat, QuantizedBlocks};
 
 /// Output columns per task.
 const CHUNK: usize = 64;
@@ -44,28 +44,6 @@ pub fn matmul(x: &[f32], m: usize, w: &QuantizedBlocks) -> Vec<f32> {
         }
         out
     })
-}
-
-/// One Q8_0 block (8 words, scale `d`) as its values `d·q`.
-#[inline(always)]
-fn unpack_q8_0(words: &[u32], d: f32, out: &mut [f32; BLOCK]) {
-    for (w, word) in words.iter().enumerate() {
-        for (i, byte) in word.to_le_bytes().into_iter().enumerate() {
-            out[4 * w + i] = d * f32::from(byte as i8);
-        }
-    }
-}
-
-/// One Q4_1 block (4 words, scale `d`, minimum `m`) as its values `d·q + m`: low nibbles
-/// first, then high nibbles.
-#[inline(always)]
-fn unpack_q4_1(words: &[u32], d: f32, m: f32, out: &mut [f32; BLOCK]) {
-    for (w, word) in words.iter().enumerate() {
-        for (i, byte) in word.to_le_bytes().into_iter().enumerate() {
-            out[4 * w + i] = d * f32::from(byte & 0x0f) + m;
-            out[16 + 4 * w + i] = d * f32::from(byte >> 4) + m;
-        }
-    }
 }
 
 /// Adds one block's products to eight lane sums (lane `l` takes elements `l`, `l + 8`, …).
