@@ -12,9 +12,22 @@ use mars2_models::gguf::metadata::MetadataValue as M;
 use mars2_models::gguf::writer::GgufWriter;
 use mars2_models::gguf::GgufFile;
 use mars2_models::{
-    load_model, quantize_from_checkpoint, Architecture, ModelConfig, QuantFormat, Quantization,
-    QuantizeReport, QuantizedBlocks, SafetensorsSource, WeightSource,
+    load_model, quantize_from_checkpoint, Architecture, LoadedModel, ModelConfig, QuantFormat,
+    Quantization, QuantizeReport, QuantizedBlocks, SafetensorsSource, WeightSource,
 };
+
+/// Quantizes a loaded model from the checkpoint it came from.
+fn quantize(
+    loaded: &mut LoadedModel<Cpu>,
+    quantization: Quantization,
+) -> mars2_models::Result<QuantizeReport> {
+    quantize_from_checkpoint(
+        &mut loaded.model,
+        &loaded.source,
+        &loaded.config,
+        quantization,
+    )
+}
 
 /// Block formats for the matrices of a written GGUF: projections, then embedding and head.
 type Formats = Option<(QuantFormat, QuantFormat)>;
@@ -159,13 +172,7 @@ fn quantizing_a_gguf_keeps_its_own_blocks() {
     let expected = prompt_logits(&dense.model, &dense.config, &input, &device).unwrap();
 
     let mut stored = load_model::<Cpu>(&path, &device).unwrap();
-    let report = quantize_from_checkpoint(
-        &mut stored.model,
-        &path,
-        &stored.config,
-        Quantization::AsStored,
-    )
-    .unwrap();
+    let report = quantize(&mut stored, Quantization::AsStored).unwrap();
     let layers = stored.config.num_layers;
     assert_eq!(
         report,
@@ -199,13 +206,7 @@ fn quantizing_a_gguf_keeps_its_own_blocks() {
 
     // Naming Q4_1 keeps the Q4_1 projections and quantizes only the Q8_0 head again.
     let mut to_q4_1 = load_model::<Cpu>(&path, &device).unwrap();
-    let report = quantize_from_checkpoint(
-        &mut to_q4_1.model,
-        &path,
-        &to_q4_1.config,
-        Quantization::To(QuantFormat::Q4_1),
-    )
-    .unwrap();
+    let report = quantize(&mut to_q4_1, Quantization::To(QuantFormat::Q4_1)).unwrap();
     assert_eq!(
         report,
         QuantizeReport {
@@ -223,14 +224,9 @@ fn keeping_stored_blocks_refuses_files_without_them_or_with_corrupt_ones() {
     let path = dir.path().join("tiny-f32.gguf");
     write_gguf(&fixture("llama-tiny"), &path, None);
     let mut loaded = load_model::<Cpu>(&path, &device).unwrap();
-    let err = quantize_from_checkpoint(
-        &mut loaded.model,
-        &path,
-        &loaded.config,
-        Quantization::AsStored,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = quantize(&mut loaded, Quantization::AsStored)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("tiny-f32.gguf") && err.contains("q8_0"),
         "{err}"
@@ -238,14 +234,9 @@ fn keeping_stored_blocks_refuses_files_without_them_or_with_corrupt_ones() {
     assert!(!loaded.model.is_quantized());
     // A Hugging Face directory stores no blocks either.
     let mut hf = load_model::<Cpu>(&fixture("llama-tiny"), &device).unwrap();
-    let err = quantize_from_checkpoint(
-        &mut hf.model,
-        &fixture("llama-tiny"),
-        &hf.config,
-        Quantization::AsStored,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = quantize(&mut hf, Quantization::AsStored)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("llama-tiny"), "{err}");
 
     // A block whose scale is not finite is named, and the model is left as it was.
@@ -264,14 +255,9 @@ fn keeping_stored_blocks_refuses_files_without_them_or_with_corrupt_ones() {
     bytes[offset..offset + 2].copy_from_slice(&[0x00, 0x7c]); // f16 infinity
     std::fs::write(&path, bytes).unwrap();
     let mut loaded = load_model::<Cpu>(&path, &device).unwrap();
-    let err = quantize_from_checkpoint(
-        &mut loaded.model,
-        &path,
-        &loaded.config,
-        Quantization::AsStored,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = quantize(&mut loaded, Quantization::AsStored)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("blk.1.attn_v.weight") && err.contains("non-finite"),
         "{err}"
