@@ -1,8 +1,9 @@
 //! The gradient of the whole training forward (log-probs → GSPO loss with KL) against
 //! finite differences on a tiny model in f64.
 //!
-//! Kept in its own test binary: it runs the f64 ndarray backend, and in one process where
-//! f32 ndarray tensors were created first the f64 run did not see its perturbed weights.
+//! Kept in its own test binary: it runs the f64 ndarray backend, and Burn 0.21 fixes the CPU
+//! device's float type at the first tensor made on it (shared by `NdArray<f32>` and
+//! `NdArray<f64>`), so next to f32 tests it would compute in f32.
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Param;

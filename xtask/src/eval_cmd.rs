@@ -100,6 +100,10 @@ pub struct EvalArgs {
     /// (`q8_0`, `q4_1`, or `stored` for a GGUF file's own blocks): faster decoding on the CPU.
     #[arg(long)]
     pub quantize: Option<mars2_models::Quantization>,
+    /// End each answer at the close of its first fenced code block, as `train`'s rollouts do:
+    /// the tokens a model writes after its program are never judged.
+    #[arg(long)]
+    pub stop_at_fence: bool,
 }
 
 impl EvalArgs {
@@ -121,6 +125,11 @@ impl EvalArgs {
             temperature: self.temperature,
             top_p: self.top_p,
             max_new_tokens: self.max_new_tokens,
+            stop_strings: if self.stop_at_fence {
+                vec![crate::train_config::CLOSING_FENCE.to_string()]
+            } else {
+                Vec::new()
+            },
             ..SamplingParams::default()
         }
     }
