@@ -15,7 +15,7 @@ use safetensors::Dtype;
 use crate::chat_template::ChatTemplate;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::linear::Linear;
+use crate::layers::linear::{hf_orientation, Linear};
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
 
@@ -30,12 +30,7 @@ pub fn hf_tensors<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec<usize>
         |name: String, (shape, values): (Vec<usize>, Vec<f32>)| out.push((name, shape, values));
     let linear =
         |push: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)), name: String, l: &Linear<B>| {
-            // Stored `[in, out]` (or quantized `[out, in]`); Hugging Face keeps `[out, in]`.
-            let weight = match &l.quantized {
-                Some(q) => q.dequantize(),
-                None => l.weight.val().transpose(),
-            };
-            push(format!("{name}.weight"), host(weight));
+            push(format!("{name}.weight"), host(l.hf_weight()));
             if let Some(b) = &l.bias {
                 push(format!("{name}.bias"), host(b.val()));
             }
@@ -73,10 +68,7 @@ pub fn hf_tensors<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec<usize>
     if let Some(head) = &model.lm_head {
         // Stored `[hidden, vocab]` (or quantized `[vocab, hidden]`); Hugging Face keeps
         // `[vocab, hidden]`.
-        let weight = match &model.quantized_head {
-            Some(q) => q.dequantize(),
-            None => head.val().transpose(),
-        };
+        let weight = hf_orientation(head.val(), model.quantized_head.as_ref());
         push("lm_head.weight".into(), host(weight));
     }
     out

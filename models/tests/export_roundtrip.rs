@@ -1,15 +1,16 @@
 //! A model written by `save_hf_checkpoint` loads back with identical weights and logits,
 //! with tied and untied heads, biases and q/k norms; the write replaces the old directory.
 
-use burn::backend::NdArray;
-use burn::tensor::{Int, Tensor, TensorData};
-use mars2_models::attention_context::FullSequence;
+mod common;
+
+use common::{logits, Cpu};
 use mars2_models::export::hf_tensors;
 use mars2_models::{
     load_model, save_hf_checkpoint, Architecture, ModelConfig, RopeScaling, Transformer,
 };
 
-type Cpu = NdArray<f32>;
+/// The token ids whose logits are compared.
+const PROBE: [i64; 4] = [3, 7, 1, 12];
 
 fn config(tied: bool, qwen3: bool) -> ModelConfig {
     ModelConfig {
@@ -40,20 +41,6 @@ fn config(tied: bool, qwen3: bool) -> ModelConfig {
     }
 }
 
-fn logits(model: &Transformer<Cpu>) -> Vec<f32> {
-    let device = Default::default();
-    let ids =
-        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(vec![3i64, 7, 1, 12], [1, 4]), &device);
-    let positions =
-        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3], [1, 4]), &device);
-    let mut ctx = FullSequence::new(positions.clone());
-    model
-        .forward(ids, positions, &mut ctx)
-        .to_data()
-        .iter::<f32>()
-        .collect()
-}
-
 #[test]
 fn saved_checkpoints_load_back_identically() {
     let device = Default::default();
@@ -70,6 +57,6 @@ fn saved_checkpoints_load_back_identically() {
         let loaded = load_model::<Cpu>(&dir, &device).unwrap();
         assert_eq!(loaded.config.tie_word_embeddings, tied);
         assert_eq!(hf_tensors(&loaded.model), hf_tensors(&model));
-        assert_eq!(logits(&loaded.model), logits(&model));
+        assert_eq!(logits(&loaded.model, &PROBE), logits(&model, &PROBE));
     }
 }

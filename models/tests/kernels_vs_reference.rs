@@ -1,7 +1,10 @@
 //! Each numerical building block against its slow scalar reference on random inputs.
 
+mod common;
+
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
+use common::max_diff;
 use mars2_models::attention_context::{
     attention_grouped, attention_reference, causal_mask_from_positions,
 };
@@ -16,13 +19,6 @@ type B = NdArray<f32>;
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn config(head_dim: usize, theta: f64, scaling: RopeScaling) -> ModelConfig {

@@ -2,16 +2,15 @@
 //! as a dense model holding the quantized values, stays close to the unquantized model, and
 //! refuses shapes the block formats cannot hold.
 
-use burn::backend::NdArray;
-use burn::tensor::{Int, Tensor, TensorData};
-use mars2_models::attention_context::FullSequence;
+mod common;
+
+use burn::tensor::{Tensor, TensorData};
+use common::{max_diff, Cpu};
 use mars2_models::quantized::QuantizeError;
 use mars2_models::{
     load_model, save_hf_checkpoint, Architecture, ModelConfig, QuantFormat, RopeScaling,
     Transformer,
 };
-
-type Cpu = NdArray<f32>;
 
 fn config(tied: bool, hidden: usize) -> ModelConfig {
     ModelConfig {
@@ -39,26 +38,10 @@ fn config(tied: bool, hidden: usize) -> ModelConfig {
 
 /// Logits of one sequence (`tokens` long: up to 16 takes the fused kernels, more the dense
 /// fallback).
+/// The logits of a fixed probe sequence of `tokens` ids.
 fn logits(model: &Transformer<Cpu>, tokens: usize) -> Vec<f32> {
-    let device = Default::default();
     let ids: Vec<i64> = (0..tokens as i64).map(|i| (i * 7 + 3) % 50).collect();
-    let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [1, tokens]), &device);
-    let positions: Vec<i64> = (0..tokens as i64).collect();
-    let positions =
-        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(positions, [1, tokens]), &device);
-    let mut ctx = FullSequence::new(positions.clone());
-    model
-        .forward(ids, positions, &mut ctx)
-        .to_data()
-        .iter::<f32>()
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    common::logits(model, &ids)
 }
 
 #[test]

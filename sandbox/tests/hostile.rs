@@ -338,7 +338,7 @@ fn writes_outside_the_run_directory_do_not_reach_the_host() {
         return;
     }
     let marker = format!("mars2-hostile-{}", std::process::id());
-    let repo_target = Path::new(env!("CARGO_MANIFEST_DIR")).join(&marker);
+    let repo_target = common::package_dir().join(&marker);
     let targets = [
         repo_target.clone(),
         Path::new("/tmp").join(&marker),

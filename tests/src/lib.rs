@@ -10,11 +10,18 @@ mod readme {}
 use safetensors::SafeTensors;
 use serde_json::Value;
 
+/// This package's directory as `cargo test` gives it when the test starts, so that a test
+/// binary reused from another clone (through a shared `CARGO_TARGET_DIR`) reads this clone's
+/// files; the directory seen at compile time when run by hand.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// `tests/fixtures/<name>` in this repository.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+    package_dir().join("fixtures").join(name)
 }
 
 pub fn reference_json(name: &str) -> Value {

@@ -99,13 +99,13 @@ impl WithModel for BenchArgs {
         let quantized = match self.quantize {
             Some(quantization) => {
                 let mut model = loaded.model.clone();
-                let report = mars2_models::quantize_from_checkpoint(
+                crate::model_task::quantize_as_asked(
                     &mut model,
                     &loaded.source,
                     &loaded.config,
                     quantization,
+                    "quantized",
                 )?;
-                eprintln!("quantized: {report}");
                 Some(model)
             }
             None => None,

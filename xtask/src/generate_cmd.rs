@@ -85,14 +85,13 @@ impl WithModel for GenerateArgs {
 
     fn run<B: Backend>(self, mut loaded: LoadedModel<B>, device: &B::Device) -> Result<()> {
         if let Some(quantization) = self.quantize {
-            let report = mars2_models::quantize_from_checkpoint(
+            crate::model_task::quantize_as_asked(
                 &mut loaded.model,
                 &loaded.source,
                 &loaded.config,
                 quantization,
-            )
-            .with_context(|| format!("quantizing {}", loaded.source.display()))?;
-            eprintln!("quantized: {report}");
+                "quantized",
+            )?;
         }
         let mut prompts: Vec<Vec<u32>> = Vec::new();
         let needs_tokenizer = !self.prompt.is_empty() || !self.chat.is_empty();

@@ -1,12 +1,29 @@
 //! Running command-line work on the device the user chose: a closure-like task that loads a
 //! model on the selected backend and does something with it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use mars2_engine::{run_on, BackendTask, DeviceKind};
-use mars2_models::{load_model, LoadedModel, ModelConfig, Transformer};
+use mars2_models::{
+    load_model, quantize_from_checkpoint, LoadedModel, ModelConfig, Quantization, Transformer,
+};
+
+/// Quantizes `model`, loaded from the checkpoint at `source`, as `--quantize` asks, and says
+/// on stderr how many matrices were taken as stored, quantized or left dense.
+pub fn quantize_as_asked<B: Backend>(
+    model: &mut Transformer<B>,
+    source: &Path,
+    config: &ModelConfig,
+    quantization: Quantization,
+    name: &str,
+) -> Result<()> {
+    let report = quantize_from_checkpoint(model, source, config, quantization)
+        .with_context(|| format!("quantizing {}", source.display()))?;
+    eprintln!("{name}: {report}");
+    Ok(())
+}
 
 /// `random:smollm2-135m` names a model of that shape with random weights (for throughput
 /// figures that need no download); any other path is a checkpoint.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use mars2_engine::{Engine, EngineConfig, SamplingParams};
-use mars2_models::{load_model, quantize_from_checkpoint, Quantization};
+use mars2_models::{load_model, Quantization};
 use mars2_search::{AgentSpec, EnginePolicy};
 
 use crate::fetch_model::resolve_model_arg;
@@ -75,14 +75,13 @@ pub fn load_policy<B: Backend>(
         let mut loaded = load_model::<B>(&m.path, device)
             .with_context(|| format!("loading {}", m.path.display()))?;
         if let Some(quantization) = quantization {
-            let report = quantize_from_checkpoint(
+            crate::model_task::quantize_as_asked(
                 &mut loaded.model,
                 &loaded.source,
                 &loaded.config,
                 quantization,
-            )
-            .with_context(|| format!("quantizing {}", m.path.display()))?;
-            eprintln!("{}: {report}", m.name);
+                &m.name,
+            )?;
         }
         policy.add_model(&m.name, loaded, params.clone())?;
     }

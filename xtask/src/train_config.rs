@@ -287,7 +287,8 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_the_default() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/train-default.toml");
+        let configs = crate::benchmark::data_dir().join("../configs");
+        let path = configs.join("train-default.toml");
         assert_eq!(
             TrainConfig::from_file(&path).unwrap(),
             TrainConfig::default()
@@ -298,10 +299,7 @@ mod tests {
             "train-grpo.toml",
             "train-mars2.toml",
         ] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../configs")
-                .join(preset);
-            TrainConfig::from_file(&path).unwrap();
+            TrainConfig::from_file(&configs.join(preset)).unwrap();
         }
     }
 

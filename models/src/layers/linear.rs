@@ -8,6 +8,17 @@ use burn::tensor::Tensor;
 use crate::kernels::QuantizedMatrix;
 use crate::quantized::{QuantFormat, QuantizeError, QuantizedBlocks};
 
+/// A `[out, in]` matrix from its dense `[in, out]` form or, when kept in blocks, from those.
+pub fn hf_orientation<B: Backend>(
+    dense_in_out: Tensor<B, 2>,
+    quantized: Option<&QuantizedMatrix<B>>,
+) -> Tensor<B, 2> {
+    match quantized {
+        Some(q) => q.dequantize(),
+        None => dense_in_out.transpose(),
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
     /// `[d_in, d_out]`; `[d_in, 0]` once the weight is quantized.
@@ -52,11 +63,15 @@ impl<B: Backend> Linear<B> {
         Ok(())
     }
 
-    /// The dense weight as a row-major `[d_out, d_in]` matrix (Hugging Face orientation).
+    /// The weight as a `[d_out, d_in]` tensor (Hugging Face orientation), dequantized when it
+    /// is kept in blocks.
+    pub fn hf_weight(&self) -> Tensor<B, 2> {
+        hf_orientation(self.weight.val(), self.quantized.as_ref())
+    }
+
+    /// The weight as a row-major `[d_out, d_in]` matrix (Hugging Face orientation).
     pub fn weight_out_in(&self) -> Vec<f32> {
-        self.weight
-            .val()
-            .transpose()
+        self.hf_weight()
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()

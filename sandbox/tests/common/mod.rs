@@ -8,9 +8,18 @@ use std::sync::OnceLock;
 
 use mars2_sandbox::{load_problems, LoadOptions, Problem, Sandbox, SandboxConfig};
 
+/// This package's directory as `cargo test` gives it when the test starts, so that a test
+/// binary reused from another clone (through a shared `CARGO_TARGET_DIR`) reads this clone's
+/// files; the directory seen at compile time when run by hand.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The vendored datasets.
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data")
+    package_dir().join("../data")
 }
 
 /// All problems of one vendored file.

@@ -131,7 +131,7 @@ pub fn quantized_matmul<B: Backend>(
 ) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     let [n, blocks] = w.scales.dims();
-    if m == 0 || m > quantized_matmul::MAX_ROWS || blocks * 32 != k {
+    if m == 0 || m > quantized_matmul::MAX_ROWS || blocks * crate::gguf::dequant::BLOCK != k {
         return None;
     }
     run_float::<B, 2>(

@@ -12,14 +12,13 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use crate::gguf::dequant::BLOCK;
 use crate::quantized::QuantFormat;
 
 /// Units per cube.
 const THREADS: usize = 32;
 /// Most rows of `x` one launch takes (the accumulators are sized for it).
 pub const MAX_ROWS: usize = 16;
-/// Values per block.
-const BLOCK: usize = 32;
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
