@@ -285,9 +285,23 @@ fn prefill_attention<B: Backend>(tokens: usize, device: &B::Device) -> Workload 
 }
 
 /// Top-k/top-p sampling with log-probs over the full vocabulary, per-row parameters; in f32
-/// whatever the backend's float type, as the engine samples.
-fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
-    let logits = random::<B, 2>([rows, VOCAB], device).cast(burn::tensor::FloatDType::F32);
+/// whatever the backend's float type, as the engine samples. The logits are drawn uniformly
+/// from [-1, 1]: a nearly flat distribution (top-p 0.95 keeps most of the vocabulary, the worst
+/// case for a kernel that looks at the most likely tokens first). `peaked` lifts every 2,048th
+/// token by 20, so that 24 tokens hold nearly all the mass, as a language model's next-token
+/// distribution often does.
+fn sampling<B: Backend>(rows: usize, peaked: bool, device: &B::Device) -> Workload {
+    let mut logits = random::<B, 2>([rows, VOCAB], device).cast(burn::tensor::FloatDType::F32);
+    if peaked {
+        let lift: Vec<f32> = (0..VOCAB)
+            .map(|i| if i % 2048 == 0 { 20.0 } else { 0.0 })
+            .collect();
+        let lift = Tensor::<B, 1>::from_data(
+            TensorData::new(lift, [VOCAB]),
+            (device, burn::tensor::DType::F32),
+        );
+        logits = logits + lift.unsqueeze::<2>();
+    }
     let draws: Vec<RowDraw> = (0..rows)
         .map(|i| RowDraw {
             temperature: 0.7,
@@ -314,7 +328,11 @@ fn sampling<B: Backend>(rows: usize, device: &B::Device) -> Workload {
     let d = device.clone();
     Workload {
         op: "sampling".into(),
-        shape: format!("{rows}×{VOCAB}"),
+        shape: if peaked {
+            format!("{rows}×{VOCAB}, peaked")
+        } else {
+            format!("{rows}×{VOCAB}, flat")
+        },
         bytes: (rows * VOCAB * 4) as f64,
         flops: 0.0,
         stock: Box::new(move || {
@@ -342,6 +360,7 @@ pub fn workloads<B: Backend>(device: &B::Device) -> Vec<Workload> {
         matmul::<B>(32, HIDDEN, INTERMEDIATE, device),
         matmul::<B>(2048, HIDDEN, INTERMEDIATE, device),
         prefill_attention::<B>(512, device),
-        sampling::<B>(32, device),
+        sampling::<B>(32, false, device),
+        sampling::<B>(32, true, device),
     ]
 }

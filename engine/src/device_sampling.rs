@@ -2,10 +2,11 @@
 //! id and one log-probability per row.
 //!
 //! Each row has its own temperature (0 = greedy), top-k, top-p and min-p, and a uniform number
-//! drawn from its request's seeded generator (so results do not depend on batching). Rows that
-//! truncate their distribution go through a sort of the vocabulary; the others sample by
-//! inverse CDF on the unsorted probabilities. Semantics are those of the host reference
-//! [`crate::sampling::truncated_distribution`] / [`crate::sampling::Sampler::sample`].
+//! drawn from its request's seeded generator (so results do not depend on batching). The
+//! sampling kernels (GPU and host) draw by inverse CDF in vocabulary order over the kept tokens;
+//! the stock-op fallback sorts the vocabulary of truncating rows and draws in that order.
+//! Semantics are those of the host reference [`crate::sampling::truncated_distribution`] /
+//! [`crate::sampling::Sampler::sample`].
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, ElementConversion, FloatDType, Int, Tensor, TensorData};
@@ -82,16 +83,17 @@ fn host_floats<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
         .expect("float read-back")
 }
 
-/// The fused sampling kernel, on backends that have it: one launch and one read-back of
-/// `[rows, 2]` (id, log-prob). It draws by inverse CDF over the kept tokens in vocabulary
-/// order, the stock path below in descending-probability order: the same distribution, but a
-/// given uniform number may pick a different token.
+/// The sampling kernel, on backends that have one (the CubeCL kernel on GPU backends, the host
+/// kernel on ndarray): one launch and one read-back of `[rows, 2]` (id, log-prob). It draws by
+/// inverse CDF over the kept tokens in vocabulary order, the stock path below in
+/// descending-probability order: the same distribution, but a given uniform number may pick a
+/// different token.
 fn sample_with_kernel<B: Backend>(
     logits: &Tensor<B, 2>,
     draws: &[RowDraw],
     device: &B::Device,
 ) -> Option<Vec<SampledToken>> {
-    if !kernels::accelerated::<B>() {
+    if !kernels::has_custom_kernels::<B>() {
         return None;
     }
     let params: Vec<f32> = draws.iter().flat_map(|d| d.sample_params().row()).collect();

@@ -122,16 +122,10 @@ impl Sampler {
             };
         }
         let u = self.draw();
-        let p = &self.params;
-        // Without truncation the inverse CDF runs in vocabulary order (as on the device);
-        // with it, in order of decreasing probability over the kept tokens.
-        let dist = if p.top_k > 0 || p.top_p < 1.0 || p.min_p > 0.0 {
-            truncated_distribution(logits, p)
-        } else {
-            let mut d = truncated_distribution(logits, p);
-            d.sort_by_key(|&(i, _)| i);
-            d
-        };
+        // The inverse CDF runs over the kept tokens in vocabulary order, as the sampling
+        // kernels draw.
+        let mut dist = truncated_distribution(logits, &self.params);
+        dist.sort_by_key(|&(i, _)| i);
         let mut acc = 0.0f64;
         let mut chosen = dist.last().map(|&(i, _)| i).unwrap_or(0);
         for &(i, p) in &dist {

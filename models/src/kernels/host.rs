@@ -1,5 +1,5 @@
-//! The CPU side: Burn tensors of the ndarray backend handed to host kernels ([`super::skinny`])
-//! without copying the weights.
+//! The CPU side: Burn tensors of the ndarray backend handed to host kernels ([`super::skinny`],
+//! [`super::skinny_quantized`], [`super::host_sampling`]) without copying the weights.
 //!
 //! As for the GPU kernels, the backend is recognised from the type of its float primitive; an
 //! autodiff backend (training) has a different primitive and keeps Burn's own ops, so gradients
@@ -12,6 +12,7 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use super::cast;
+use super::reference::SampleParams;
 use super::skinny::{self, WeightLayout};
 
 /// Whether `B` is the ndarray backend (the host kernels apply to it).
@@ -53,6 +54,36 @@ pub fn skinny_matmul<B: Backend>(
     let x_host = x_data.as_slice::<f32>().ok()?;
     let y = skinny::matmul(x_host, m, k, w_host, n, layout);
     Some(Tensor::from_data(TensorData::new(y, [m, n]), &x.device()))
+}
+
+/// One token per row of `logits` through the host sampling kernel ([`super::host_sampling`]):
+/// `[rows, 2]` of (token id, log-prob) as [`super::sample`] returns them; `None` unless `B` is
+/// ndarray with f32 logits and `params` holds one row of [`SampleParams`] per logits row.
+pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    if !is_ndarray::<B>() {
+        return None;
+    }
+    let [rows, vocab] = logits.dims();
+    if params.dims() != [rows, SampleParams::WIDTH] || vocab == 0 || vocab >= 1 << 24 {
+        return None;
+    }
+    let logits_data = logits.to_data();
+    let logits_host = logits_data.as_slice::<f32>().ok()?;
+    let params_data = params.to_data();
+    let rows_params: Vec<SampleParams> = params_data
+        .as_slice::<f32>()
+        .ok()?
+        .chunks_exact(SampleParams::WIDTH)
+        .map(SampleParams::from_row)
+        .collect();
+    let out: Vec<f32> = super::host_sampling::sample_rows(logits_host, vocab, &rows_params)
+        .into_iter()
+        .flat_map(|(id, logprob)| [id as f32, logprob as f32])
+        .collect();
+    Some(Tensor::from_data(
+        TensorData::new(out, [rows, 2]),
+        &logits.device(),
+    ))
 }
 
 /// `x` `[m, k]` times a quantized weight `[n, k]` transposed, through the host kernel; `None`

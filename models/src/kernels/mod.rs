@@ -19,6 +19,7 @@
 #[cfg(feature = "cubecl")]
 pub mod cube;
 pub mod host;
+pub mod host_sampling;
 pub mod quantized;
 mod quantized_module;
 pub mod reference;
@@ -152,14 +153,17 @@ pub fn paged_attention<B: Backend>(
 /// `[rows, 5]` (the rows of [`reference::SampleParams::row`]): returns `[rows, 2]` holding each
 /// row's token id (as a float, exact below 2²⁴) and its log-probability, so a decode step reads
 /// back one small tensor. `None` on backends without the kernel (the engine then samples with
-/// stock ops). See [`reference::sample`] for the definition.
+/// stock ops). See [`reference::sample`] for the definition; on ndarray the host kernel
+/// [`host_sampling`] runs it.
 pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    #[cfg(feature = "cubecl")]
-    if enabled() {
-        return cube::sample(logits, params);
+    if !enabled() {
+        return None;
     }
-    let _ = (logits, params);
-    None
+    #[cfg(feature = "cubecl")]
+    if let Some(out) = cube::sample(logits, params) {
+        return Some(out);
+    }
+    host::sample(logits, params)
 }
 
 /// `x·W` for `x` `[batch, tokens, k]` and `W` `[k, n]`.

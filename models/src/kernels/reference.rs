@@ -153,6 +153,17 @@ impl SampleParams {
     /// Values per parameter row of [`crate::kernels::sample`].
     pub const WIDTH: usize = 5;
 
+    /// The parameters of one row as [`Self::row`] lays them out.
+    pub fn from_row(row: &[f32]) -> Self {
+        SampleParams {
+            temperature: row[0],
+            top_k: row[1] as usize,
+            top_p: row[2],
+            min_p: row[3],
+            uniform: row[4],
+        }
+    }
+
     pub fn row(&self) -> [f32; Self::WIDTH] {
         [
             self.temperature,
