@@ -1,8 +1,10 @@
 //! `cargo xtask train-rm`: trains the T+ reward model from search trees (`rollouts.jsonl` of a
 //! training run, `trees.jsonl` of an evaluation): every judged program of every tree is one
 //! (problem, program, passed) example. Problems are split 80/20 by a hash of their id; the
-//! held-out fifth gives accuracy and ROC AUC. Writes a JSON file (backbone, head, figures)
-//! that `cargo xtask eval --reward-model FILE` loads.
+//! held-out fifth gives accuracy and ROC AUC, beside two baselines on the same programs: the
+//! accuracy of always answering "fails", and the ROC AUC of the fraction of public tests a
+//! program passes (what the search sees without a reward model). Writes a JSON file (backbone,
+//! head, figures) that `cargo xtask eval --reward-model FILE` loads.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -52,6 +54,12 @@ pub struct SavedRewardModel {
     pub held_out_examples: usize,
     pub held_out_accuracy: Option<f64>,
     pub held_out_auc: Option<f64>,
+    /// Passing programs among the held-out ones.
+    #[serde(default)]
+    pub held_out_positives: usize,
+    /// ROC AUC of the public tests' pass fraction on the held-out programs that have one.
+    #[serde(default)]
+    pub held_out_public_tests_auc: Option<f64>,
 }
 
 /// One judged program.
@@ -59,6 +67,9 @@ struct Example {
     problem: String,
     code: String,
     passed: bool,
+    /// The fraction of the public tests it passed, when the tree was judged on public and
+    /// hidden tests apart (evaluation trees).
+    public_tests: Option<f64>,
 }
 
 pub fn run(args: TrainRmArgs) -> Result<()> {
@@ -148,11 +159,17 @@ fn read_examples(
             else {
                 continue;
             };
+            let public_tests = node
+                .hidden
+                .as_ref()
+                .and(node.guide.as_ref())
+                .and_then(|j| j.partial_credit());
             if seen.insert((id.clone(), code.clone())) {
                 out.push(Example {
                     problem: id.clone(),
                     code,
                     passed: reward >= 1.0,
+                    public_tests,
                 });
             }
         }
@@ -226,6 +243,12 @@ impl BackendTask for RmTask {
                 .count() as f64
                 / test_y.len() as f64
         });
+        let (public_scores, public_labels): (Vec<f64>, Vec<bool>) = examples
+            .iter()
+            .zip(&held_out)
+            .filter(|(_, &h)| h)
+            .filter_map(|(e, _)| Some((e.public_tests?, e.passed)))
+            .unzip();
         let saved = SavedRewardModel {
             backbone: args.model.clone(),
             max_tokens: args.max_tokens,
@@ -235,6 +258,8 @@ impl BackendTask for RmTask {
             held_out_examples: test_y.len(),
             held_out_accuracy: accuracy,
             held_out_auc: roc_auc(&scores, &test_y),
+            held_out_positives: test_y.iter().filter(|&&y| y).count(),
+            held_out_public_tests_auc: roc_auc(&public_scores, &public_labels),
         };
         if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -242,13 +267,19 @@ impl BackendTask for RmTask {
         std::fs::write(&args.out, serde_json::to_string_pretty(&saved)?)
             .with_context(|| format!("writing {}", args.out.display()))?;
         let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+        let always_fails = (saved.held_out_examples > 0)
+            .then(|| 1.0 - saved.held_out_positives as f64 / saved.held_out_examples as f64);
         println!(
-            "{} examples ({} passed); held out {}: accuracy {}, ROC AUC {}",
+            "{} examples ({} passed); held out {} ({} passed): accuracy {} (always \"fails\": {}), \
+             ROC AUC {} (public tests' pass fraction: {})",
             saved.examples,
             saved.positives,
             saved.held_out_examples,
+            saved.held_out_positives,
             show(saved.held_out_accuracy),
-            show(saved.held_out_auc)
+            show(always_fails),
+            show(saved.held_out_auc),
+            show(saved.held_out_public_tests_auc)
         );
         println!("wrote {}", args.out.display());
         Ok(())
@@ -355,5 +386,52 @@ mod tests {
         assert!(err.contains("rollouts.jsonl:1: not a search tree"), "{err}");
         let err = read("{\"tree\":null}\n").unwrap_err();
         assert!(err.contains("rollouts.jsonl:1: no problem id"), "{err}");
+    }
+
+    #[test]
+    fn evaluation_trees_give_the_public_tests_score_and_hidden_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trees.jsonl");
+        let node = |id: usize, code: &str, public: usize, hidden: usize| {
+            let verdict = |passed: usize, total: usize| {
+                let kind = if passed == total {
+                    "Accepted"
+                } else {
+                    "WrongAnswer"
+                };
+                format!(r#"{{"kind":"{kind}","passed":{passed},"total":{total},"failure":null}}"#)
+            };
+            format!(
+                r#"{{"id":{id},"parent":0,"children":[],"depth":1,"agent":0,"generation":null,"code":"{code}","guide":{},"hidden":{},"reward":0.0}}"#,
+                verdict(public, 2),
+                verdict(hidden, 4)
+            )
+        };
+        let root = r#"{"id":0,"parent":null,"children":[1,2],"depth":0,"agent":null,"generation":null,"code":null,"guide":null,"hidden":null,"reward":0.0}"#;
+        let line = format!(
+            r#"{{"problem_id":"Mbpp/601","tree":{{"nodes":[{root},{},{}]}}}}"#,
+            node(1, "a = 1", 1, 2),
+            node(2, "b = 2", 2, 4)
+        );
+        std::fs::write(&path, line).unwrap();
+        let problems: HashMap<String, Problem> = known_problems()
+            .unwrap()
+            .into_iter()
+            .filter(|(id, _)| id == "Mbpp/601")
+            .collect();
+        let mut examples = Vec::new();
+        read_examples(
+            &path,
+            &problems,
+            &mut examples,
+            &mut HashSet::new(),
+            &mut HashSet::new(),
+        )
+        .unwrap();
+        let got: Vec<(bool, Option<f64>)> = examples
+            .iter()
+            .map(|e| (e.passed, e.public_tests))
+            .collect();
+        assert_eq!(got, vec![(false, Some(0.5)), (true, Some(1.0))]);
     }
 }
