@@ -49,6 +49,12 @@ pub struct BenchArgs {
     pub quantize: Option<mars2_models::Quantization>,
     #[arg(long)]
     pub json: bool,
+    /// Sample at this temperature instead of decoding greedily (with `--top-p`, as `eval`
+    /// samples: `--temperature 0.7 --top-p 0.95`).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -68,13 +74,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     with_model(args.device, path, args)
 }
 
-fn greedy(prompt: Vec<u32>, n: usize) -> GenerationRequest {
-    GenerationRequest {
-        prompt,
-        params: SamplingParams {
-            ignore_eos: true,
-            ..SamplingParams::greedy(n)
-        },
+impl BenchArgs {
+    /// `n` tokens after `prompt`, greedy unless `--temperature` is set; never stopped early.
+    fn request(&self, prompt: Vec<u32>, n: usize) -> GenerationRequest {
+        GenerationRequest {
+            prompt,
+            params: SamplingParams {
+                temperature: self.temperature,
+                top_p: self.top_p,
+                ignore_eos: true,
+                ..SamplingParams::greedy(n)
+            },
+        }
     }
 }
 
@@ -131,7 +142,7 @@ impl WithModel for BenchArgs {
             let paged_with = |model: &mars2_models::Transformer<B>, n: usize| -> Result<f64> {
                 let (mut core, agent) = core_with(model, false)?;
                 for i in 0..batch {
-                    core.submit(agent, i as u64, greedy(prompt.clone(), n))?;
+                    core.submit(agent, i as u64, self.request(prompt.clone(), n))?;
                 }
                 let t = Instant::now();
                 core.run_until_idle();
@@ -139,7 +150,9 @@ impl WithModel for BenchArgs {
             };
             let paged = |n: usize| paged_with(&loaded.model, n);
             let dense = |n: usize| -> Result<f64> {
-                let requests: Vec<_> = (0..batch).map(|_| greedy(prompt.clone(), n)).collect();
+                let requests: Vec<_> = (0..batch)
+                    .map(|_| self.request(prompt.clone(), n))
+                    .collect();
                 let t = Instant::now();
                 generate(&loaded.model, &loaded.config, &requests, device)?;
                 Ok(t.elapsed().as_secs_f64())
@@ -183,12 +196,12 @@ impl WithModel for BenchArgs {
             for reuse in [true, false] {
                 let (mut core, agent) = new_core(reuse)?;
                 let t = Instant::now();
-                core.submit(agent, 0, greedy(parent.clone(), 1))?;
+                core.submit(agent, 0, self.request(parent.clone(), 1))?;
                 core.run_until_idle();
                 for c in 0..children {
                     let mut p = parent.clone();
                     p.extend((0..fresh).map(|i| token(shared + 1000 * (c + 1) + i)));
-                    core.submit(agent, 1, greedy(p, generated))?;
+                    core.submit(agent, 1, self.request(p, generated))?;
                 }
                 core.run_until_idle();
                 let seconds = t.elapsed().as_secs_f64();
@@ -221,8 +234,16 @@ impl WithModel for BenchArgs {
             }
             return Ok(());
         }
+        let decoding = if self.temperature > 0.0 {
+            format!(
+                "sampled at temperature {}, top-p {}",
+                self.temperature, self.top_p
+            )
+        } else {
+            "greedy".to_string()
+        };
         println!(
-            "model: {}  device: {}  prompt: {} tokens  decoded: {} tokens/sequence",
+            "model: {}  device: {}  prompt: {} tokens  decoded: {} tokens/sequence, {decoding}",
             self.model,
             self.device,
             prompt.len(),
