@@ -1,9 +1,11 @@
 //! On-device sampling against the host reference: same draws, same tokens, same log-probs,
-//! for greedy, plain temperature and truncated (top-k, top-p, min-p) rows in one batch.
+//! for greedy, plain temperature and truncated (top-k, top-p, min-p) rows in one batch. The
+//! stock-op fallback draws truncated rows in another order: it is held to the distribution.
 
 use burn::tensor::{Tensor, TensorData};
 use mars2_engine::device::Cpu;
-use mars2_engine::device_sampling::{sample_on_device, RowDraw};
+use mars2_engine::device_sampling::{sample_on_device, sample_with_stock_ops, RowDraw};
+use mars2_engine::sampling::truncated_distribution;
 use mars2_engine::{Sampler, SamplingParams};
 use rand::{Rng, SeedableRng};
 
@@ -73,4 +75,42 @@ fn device_sampling_matches_the_host_reference() {
         differing * 200 <= compared,
         "{differing} of {compared} tokens differ"
     );
+}
+
+#[test]
+fn stock_op_sampling_draws_kept_tokens_with_their_log_probs() {
+    let device = Default::default();
+    let (rows, vocab) = (10, 257);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut samplers: Vec<Sampler> = (0..rows).map(|i| Sampler::new(params(i))).collect();
+    for _step in 0..20 {
+        let logits: Vec<f32> = (0..rows * vocab)
+            .map(|_| rng.random_range(-4.0f32..4.0))
+            .collect();
+        let draws: Vec<RowDraw> = samplers.iter_mut().map(RowDraw::from_sampler).collect();
+        let t =
+            Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [rows, vocab]), &device);
+        let got = sample_with_stock_ops(t, &draws, &device);
+        for (r, tok) in got.iter().enumerate() {
+            let row = &logits[r * vocab..(r + 1) * vocab];
+            let p = params(r);
+            let expected = if p.temperature == 0.0 {
+                let mut greedy = Sampler::new(p);
+                greedy.sample(row).logprob as f64
+            } else {
+                let kept = truncated_distribution(row, &p);
+                let q = kept
+                    .iter()
+                    .find(|(i, _)| *i == tok.id as usize)
+                    .map(|(_, q)| *q)
+                    .unwrap_or_else(|| panic!("row {r}: token {} not kept", tok.id));
+                q.ln()
+            };
+            assert!(
+                (f64::from(tok.logprob) - expected).abs() < 1e-4,
+                "row {r}: {} vs {expected}",
+                tok.logprob
+            );
+        }
+    }
 }

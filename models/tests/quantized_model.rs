@@ -36,9 +36,8 @@ fn config(tied: bool, hidden: usize) -> ModelConfig {
     }
 }
 
-/// Logits of one sequence (`tokens` long: up to 16 takes the fused kernels, more the dense
-/// fallback).
-/// The logits of a fixed probe sequence of `tokens` ids.
+/// The logits of a fixed probe sequence of `tokens` ids (up to 16 takes the fused kernels, more
+/// the dense fallback).
 fn logits(model: &Transformer<Cpu>, tokens: usize) -> Vec<f32> {
     let ids: Vec<i64> = (0..tokens as i64).map(|i| (i * 7 + 3) % 50).collect();
     common::logits(model, &ids)

@@ -3,8 +3,9 @@
 //! shared between rows, grouped-query heads. Outputs are poisoned with NaN first, so an element a kernel forgets to
 //! write fails the comparison.
 //!
-//! Runs on the CPU (the stock Burn ops); with `MARS2_TEST_DEVICE=cuda` or `wgpu` (feature built)
-//! the same checks run the CubeCL kernels, and the test asserts that they did. On the
+//! Runs on the CPU (the stock Burn ops, and the host sampling kernel); with
+//! `MARS2_TEST_DEVICE=cuda` or `wgpu` (feature built) the same checks run the CubeCL kernels,
+//! and the test asserts that they did. On the
 //! half-precision devices (`wgpu-f16`, `cuda-f16`, `cuda-bf16`) the references take the inputs
 //! as the device stores them, and the outputs may differ by their rounding to that type: the
 //! kernels compute in f32. Burn's stock ops compute in half precision there and are held to

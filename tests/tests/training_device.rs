@@ -51,13 +51,19 @@ impl BackendTask for OneUpdate {
 /// from 1 (inside the clip range) and every sequence contributes a gradient.
 fn one_update<B: Backend>(device: &B::Device) -> Update {
     let loaded = load_model::<Autodiff<B>>(&fixture(FIXTURE), device).expect("fixture loads");
+    assert_eq!(
+        loaded.model.norm.weight.val().dtype(),
+        <B::FloatElem as burn::tensor::Element>::dtype(),
+        "the weights are in the backend's float type"
+    );
     let reference = reference_json(FIXTURE);
     let prompt = ids(&reference["short"]["input_ids"]);
     let greedy = ids(&reference["short"]["greedy_16"]);
+    // Advantages that do not cancel, so the loss itself is far from 0.
     let responses: [(Vec<u32>, f64); 3] = [
         (greedy[..8].to_vec(), 1.0),
-        (greedy[4..12].iter().rev().copied().collect(), -0.5),
-        (vec![5, 17, 3, 99, 42], -0.5),
+        (greedy[4..12].iter().rev().copied().collect(), -0.25),
+        (vec![5, 17, 3, 99, 42], 0.5),
     ];
     let samples: Vec<TrainSample> = responses
         .into_iter()
@@ -121,7 +127,12 @@ fn relative_error(got: f64, expected: f64) -> f64 {
 #[test]
 #[ignore = "run in a child process by one_update_on_the_test_device_matches_f64_on_the_cpu"]
 fn f64_reference_update() {
-    let out = std::env::var(REFERENCE_OUT).expect("the path to write the reference to");
+    let Ok(out) = std::env::var(REFERENCE_OUT) else {
+        // Run by hand (`--include-ignored`): nothing to write, and no f64 tensor may be made in
+        // a process whose other tests compute in f32.
+        println!("{REFERENCE_OUT} is not set: nothing to do");
+        return;
+    };
     let update = one_update::<NdArray<f64>>(&Default::default());
     std::fs::write(&out, serde_json::to_vec(&update).expect("JSON")).expect("written");
 }
@@ -155,8 +166,11 @@ fn one_update_on_the_test_device_matches_f64_on_the_cpu() {
     let expected = f64_reference();
     let got = run_on(device, OneUpdate).expect("device available");
     // f32 against f64 on the CPU differs in rounding only; CubeCL's f32 matmul rounds like TF32.
+    // AdamW's first step moves every weight by about the learning rate whatever the size of its
+    // gradient, so rounding in a near-zero gradient moves logits more than the loss: measured
+    // 1.1e-4 on the CPU in f32.
     let (metric_tolerance, logit_tolerance) = if device == DeviceKind::Cpu {
-        (1e-4, 1e-4)
+        (1e-4, 1e-3)
     } else {
         (2e-2, 5e-2)
     };

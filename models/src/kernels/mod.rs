@@ -8,7 +8,8 @@
 //! are tested against.
 //!
 //! On the ndarray CPU backend, products of a few rows with a weight matrix (decode steps) run
-//! through [`skinny`], which reads the weight once instead of packing it.
+//! through [`skinny`], which reads the weight once instead of packing it, and token sampling
+//! runs through [`host_sampling`].
 //!
 //! Weights kept in a GGUF block format ([`quantized`]) multiply through their own kernels: the
 //! host kernel [`skinny_quantized`] on ndarray, a CubeCL kernel on GPU backends.
