@@ -41,19 +41,38 @@ pub fn skinny_matmul<B: Backend>(
     if m == 0 || m > skinny::MAX_ROWS {
         return None;
     }
-    let TensorPrimitive::Float(primitive) = w.clone().into_primitive() else {
+    let x_data = x.to_data();
+    let x_host = x_data.as_slice::<f32>().ok()?;
+    let y = with_f32_values(w, false, |w_host| {
+        skinny::matmul(x_host, m, k, w_host, n, layout)
+    })?;
+    Some(Tensor::from_data(TensorData::new(y, [m, n]), &x.device()))
+}
+
+/// Runs `f` on the values of an ndarray f32 tensor in row-major order, read in place when they
+/// are stored contiguously (else copied once, if `copy_if_strided`). `None` unless `B` is
+/// ndarray with f32 tensors.
+fn with_f32_values<B: Backend, R>(
+    t: &Tensor<B, 2>,
+    copy_if_strided: bool,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Option<R> {
+    let TensorPrimitive::Float(primitive) = t.clone().into_primitive() else {
         return None;
     };
-    let weight: NdArrayTensor = cast(primitive).ok()?;
-    let NdArrayTensor::F32(storage) = &weight else {
+    let tensor: NdArrayTensor = cast(primitive).ok()?;
+    let NdArrayTensor::F32(storage) = &tensor else {
         return None;
     };
     let view = storage.view();
-    let w_host = view.as_slice()?;
-    let x_data = x.to_data();
-    let x_host = x_data.as_slice::<f32>().ok()?;
-    let y = skinny::matmul(x_host, m, k, w_host, n, layout);
-    Some(Tensor::from_data(TensorData::new(y, [m, n]), &x.device()))
+    if let Some(values) = view.as_slice() {
+        return Some(f(values));
+    }
+    if !copy_if_strided {
+        return None;
+    }
+    let values: Vec<f32> = view.iter().copied().collect();
+    Some(f(&values))
 }
 
 /// One token per row of `logits` through the host sampling kernel ([`super::host_sampling`]):
@@ -67,8 +86,6 @@ pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Optio
     if params.dims() != [rows, SampleParams::WIDTH] || vocab == 0 || vocab >= 1 << 24 {
         return None;
     }
-    let logits_data = logits.to_data();
-    let logits_host = logits_data.as_slice::<f32>().ok()?;
     let params_data = params.to_data();
     let rows_params: Vec<SampleParams> = params_data
         .as_slice::<f32>()
@@ -76,7 +93,12 @@ pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Optio
         .chunks_exact(SampleParams::WIDTH)
         .map(SampleParams::from_row)
         .collect();
-    let out: Vec<f32> = super::host_sampling::sample_rows(logits_host, vocab, &rows_params)
+    // The logits are read where they lie: a copy of a batch of vocabulary-wide rows costs
+    // more than the sampling.
+    let sampled = with_f32_values(logits, true, |values| {
+        super::host_sampling::sample_rows(values, vocab, &rows_params)
+    })?;
+    let out: Vec<f32> = sampled
         .into_iter()
         .flat_map(|(id, logprob)| [id as f32, logprob as f32])
         .collect();
