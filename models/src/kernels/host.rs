@@ -76,16 +76,16 @@ fn with_f32_values<B: Backend, R>(
 }
 
 /// One token per row of `logits` through the host sampling kernel ([`super::host_sampling`]):
-/// `[rows, 2]` of (token id, log-prob) as [`super::sample`] returns them; `None` unless `B` is
-/// ndarray with f32 logits and `params` holds one row of [`SampleParams`] per logits row.
-pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+/// `[rows, 2]` of (token id, log-prob) as [`super::sample`] returns them (which checks the
+/// shapes); `None` unless `B` is ndarray with f32 logits.
+pub(crate) fn sample<B: Backend>(
+    logits: &Tensor<B, 2>,
+    params: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
     if !is_ndarray::<B>() {
         return None;
     }
     let [rows, vocab] = logits.dims();
-    if params.dims() != [rows, SampleParams::WIDTH] || vocab == 0 || vocab >= 1 << 24 {
-        return None;
-    }
     let params_data = params.to_data();
     let rows_params: Vec<SampleParams> = params_data
         .as_slice::<f32>()

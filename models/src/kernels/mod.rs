@@ -157,7 +157,11 @@ pub fn paged_attention<B: Backend>(
 /// stock ops). See [`reference::sample`] for the definition; on ndarray the host kernel
 /// [`host_sampling`] runs it.
 pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    if !enabled() {
+    let [rows, vocab] = logits.dims();
+    // Token ids travel as f32, exact below 2²⁴.
+    let shapes_fit =
+        params.dims() == [rows, reference::SampleParams::WIDTH] && vocab > 0 && vocab < 1 << 24;
+    if !enabled() || !shapes_fit {
         return None;
     }
     #[cfg(feature = "cubecl")]

@@ -106,13 +106,12 @@ pub fn paged_attention<B: Backend>(
     )
 }
 
-/// Sampling kernel: one cube per row; see [`crate::kernels::sample`].
-pub fn sample<B: Backend>(logits: &Tensor<B, 2>, params: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    let [rows, vocab] = logits.dims();
-    let width = crate::kernels::reference::SampleParams::WIDTH;
-    if params.dims() != [rows, width] || vocab == 0 || vocab >= 1 << 24 {
-        return None;
-    }
+/// Sampling kernel: one cube per row; see [`crate::kernels::sample`], which checks the shapes.
+pub(crate) fn sample<B: Backend>(
+    logits: &Tensor<B, 2>,
+    params: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
+    let rows = logits.dims()[0];
     run_float::<B, 2>(
         [rows, 2],
         CubeWork::Sample {
