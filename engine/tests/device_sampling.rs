@@ -39,24 +39,35 @@ fn params(i: usize) -> SamplingParams {
     }
 }
 
+const ROWS: usize = 10;
+const VOCAB: usize = 257;
+
+/// One step's random logits (`ROWS × VOCAB`, host and tensor) and a draw from every sampler.
+fn step(
+    rng: &mut rand::rngs::StdRng,
+    samplers: &mut [Sampler],
+    device: &burn::tensor::Device<Cpu>,
+) -> (Vec<f32>, Tensor<Cpu, 2>, Vec<RowDraw>) {
+    let logits: Vec<f32> = (0..ROWS * VOCAB)
+        .map(|_| rng.random_range(-4.0f32..4.0))
+        .collect();
+    let draws: Vec<RowDraw> = samplers.iter_mut().map(RowDraw::from_sampler).collect();
+    let t = Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [ROWS, VOCAB]), device);
+    (logits, t, draws)
+}
+
 #[test]
 fn device_sampling_matches_the_host_reference() {
     let device = Default::default();
-    let (rows, vocab) = (10, 257);
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    let mut host: Vec<Sampler> = (0..rows).map(|i| Sampler::new(params(i))).collect();
-    let mut dev: Vec<Sampler> = (0..rows).map(|i| Sampler::new(params(i))).collect();
+    let mut host: Vec<Sampler> = (0..ROWS).map(|i| Sampler::new(params(i))).collect();
+    let mut dev: Vec<Sampler> = (0..ROWS).map(|i| Sampler::new(params(i))).collect();
     let (mut compared, mut differing) = (0, 0);
     for _step in 0..60 {
-        let logits: Vec<f32> = (0..rows * vocab)
-            .map(|_| rng.random_range(-4.0f32..4.0))
-            .collect();
-        let draws: Vec<RowDraw> = dev.iter_mut().map(RowDraw::from_sampler).collect();
-        let t =
-            Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [rows, vocab]), &device);
+        let (logits, t, draws) = step(&mut rng, &mut dev, &device);
         let got = sample_on_device(t, &draws, &device);
         for (r, tok) in got.iter().enumerate() {
-            let expected = host[r].sample(&logits[r * vocab..(r + 1) * vocab]);
+            let expected = host[r].sample(&logits[r * VOCAB..(r + 1) * VOCAB]);
             compared += 1;
             if tok.id != expected.id {
                 // Only a draw within float rounding of a boundary may pick the neighbour.
@@ -80,19 +91,13 @@ fn device_sampling_matches_the_host_reference() {
 #[test]
 fn stock_op_sampling_draws_kept_tokens_with_their_log_probs() {
     let device = Default::default();
-    let (rows, vocab) = (10, 257);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let mut samplers: Vec<Sampler> = (0..rows).map(|i| Sampler::new(params(i))).collect();
+    let mut samplers: Vec<Sampler> = (0..ROWS).map(|i| Sampler::new(params(i))).collect();
     for _step in 0..20 {
-        let logits: Vec<f32> = (0..rows * vocab)
-            .map(|_| rng.random_range(-4.0f32..4.0))
-            .collect();
-        let draws: Vec<RowDraw> = samplers.iter_mut().map(RowDraw::from_sampler).collect();
-        let t =
-            Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [rows, vocab]), &device);
+        let (logits, t, draws) = step(&mut rng, &mut samplers, &device);
         let got = sample_with_stock_ops(t, &draws, &device);
         for (r, tok) in got.iter().enumerate() {
-            let row = &logits[r * vocab..(r + 1) * vocab];
+            let row = &logits[r * VOCAB..(r + 1) * VOCAB];
             let p = params(r);
             let expected = if p.temperature == 0.0 {
                 let mut greedy = Sampler::new(p);

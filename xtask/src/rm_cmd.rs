@@ -352,29 +352,33 @@ mod tests {
         assert_eq!(roc_auc(&[0.5], &[true]), None);
     }
 
-    #[test]
-    fn tree_files_with_bad_lines_are_refused_by_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rollouts.jsonl");
+    /// The examples `text`, written to `path`, gives against problem Mbpp/601 alone, and the
+    /// number of unknown problems; or the error, as printed.
+    fn read_text(path: &Path, text: &str) -> Result<(Vec<Example>, usize), String> {
         let problems: HashMap<String, Problem> = known_problems()
             .unwrap()
             .into_iter()
             .filter(|(id, _)| id == "Mbpp/601")
             .collect();
-        let read = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            let mut examples = Vec::new();
-            let mut unknown = HashSet::new();
-            read_examples(
-                &path,
-                &problems,
-                &mut examples,
-                &mut HashSet::new(),
-                &mut unknown,
-            )
-            .map(|_| (examples.len(), unknown.len()))
-            .map_err(|e| format!("{e:#}"))
-        };
+        std::fs::write(path, text).unwrap();
+        let mut examples = Vec::new();
+        let mut unknown = HashSet::new();
+        read_examples(
+            path,
+            &problems,
+            &mut examples,
+            &mut HashSet::new(),
+            &mut unknown,
+        )
+        .map(|_| (examples, unknown.len()))
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn tree_files_with_bad_lines_are_refused_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollouts.jsonl");
+        let read = |text: &str| read_text(&path, text).map(|(e, unknown)| (e.len(), unknown));
         // Unknown problems are counted, a torn last line is skipped.
         assert_eq!(
             read("{\"problem\":\"Lcb/9\",\"tree\":null}\n{\"probl"),
@@ -413,21 +417,7 @@ mod tests {
             node(1, "a = 1", 1, 2),
             node(2, "b = 2", 2, 4)
         );
-        std::fs::write(&path, line).unwrap();
-        let problems: HashMap<String, Problem> = known_problems()
-            .unwrap()
-            .into_iter()
-            .filter(|(id, _)| id == "Mbpp/601")
-            .collect();
-        let mut examples = Vec::new();
-        read_examples(
-            &path,
-            &problems,
-            &mut examples,
-            &mut HashSet::new(),
-            &mut HashSet::new(),
-        )
-        .unwrap();
+        let (examples, _) = read_text(&path, &line).unwrap();
         let got: Vec<(bool, Option<f64>)> = examples
             .iter()
             .map(|e| (e.passed, e.public_tests))
