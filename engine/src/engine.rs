@@ -35,6 +35,7 @@ enum Command<B: Backend> {
     UpdateWeights {
         agent: AgentId,
         model: Box<Transformer<B>>,
+        version: u64,
         reply: Reply<u64>,
     },
     Stats {
@@ -126,11 +127,24 @@ impl<B: Backend> Engine<B> {
         handles.into_iter().map(RequestHandle::wait).collect()
     }
 
-    /// Replaces an agent's weights; returns the new weights version.
+    /// Replaces an agent's weights; returns the new weights version. Requests under way
+    /// start over with the new weights.
     pub fn update_weights(&self, agent: AgentId, model: Transformer<B>) -> Result<u64> {
+        self.update_weights_as(agent, model, 0)
+    }
+
+    /// As [`Engine::update_weights`], numbering the new weights `version` when it is newer
+    /// than the current version (else one past it).
+    pub fn update_weights_as(
+        &self,
+        agent: AgentId,
+        model: Transformer<B>,
+        version: u64,
+    ) -> Result<u64> {
         self.ask(|reply| Command::UpdateWeights {
             agent,
             model: Box::new(model),
+            version,
             reply,
         })
     }
@@ -220,9 +234,10 @@ fn handle<B: Backend>(
         Command::UpdateWeights {
             agent,
             model,
+            version,
             reply,
         } => {
-            let _ = reply.send(core.update_weights(agent, *model));
+            let _ = reply.send(core.update_weights_as(agent, *model, version));
         }
         Command::Stats { reply } => {
             let _ = reply.send(core.stats());

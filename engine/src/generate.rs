@@ -38,6 +38,9 @@ pub struct GenerationOutput {
     /// Log-probability of each token under the distribution it was sampled from.
     pub logprobs: Vec<f32>,
     pub finish_reason: FinishReason,
+    /// The weights version every token was generated with (0 for a model never updated).
+    #[serde(default)]
+    pub weights_version: u64,
 }
 
 fn int_tensor<B: Backend>(
@@ -114,6 +117,7 @@ pub fn generate<B: Backend>(
     let mut outputs: Vec<GenerationOutput> = requests
         .iter()
         .map(|_| GenerationOutput {
+            weights_version: 0,
             tokens: Vec::new(),
             logprobs: Vec::new(),
             finish_reason: FinishReason::Length,

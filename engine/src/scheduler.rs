@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub prefill_chunk: usize,
     /// Reuse cached blocks of earlier sequences with the same prefix.
     pub prefix_reuse: bool,
+    /// Time each forward pass by stage ([`EngineStats::profile`]), waiting for the device
+    /// after each stage: a diagnostic mode, slower than normal running.
+    #[serde(default)]
+    pub profile: bool,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +57,7 @@ impl Default for EngineConfig {
             max_running: 32,
             prefill_chunk: 512,
             prefix_reuse: true,
+            profile: false,
         }
     }
 }
@@ -69,6 +74,28 @@ pub struct EngineStats {
     pub forward_passes: usize,
     /// Largest KV memory in use at any time, bytes.
     pub peak_kv_bytes: usize,
+    /// Requests started over because their agent's weights changed under them.
+    pub restarted_for_new_weights: usize,
+    /// Where forward passes spent their time (only with [`EngineConfig::profile`]).
+    pub profile: StepProfile,
+}
+
+/// Seconds spent in each stage of the forward passes, summed over passes. With profiling on,
+/// the engine waits for the device at the end of each stage, so each figure holds that
+/// stage's device time as well as its host time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepProfile {
+    /// Forward passes timed.
+    pub passes: usize,
+    /// Building the step on the host: slots, positions, block tables, and their upload.
+    pub prepare: f64,
+    /// Issuing the transformer's layers (returns as soon as the work is queued on an
+    /// asynchronous device).
+    pub issue: f64,
+    /// Waiting for the device to finish the layers after they were issued.
+    pub device_wait: f64,
+    /// Output head, sampling and reading the tokens back.
+    pub sample: f64,
 }
 
 /// Identifies a submitted request.
@@ -209,14 +236,48 @@ impl<B: Backend> EngineCore<B> {
     }
 
     /// Swaps in new weights; cached prefixes computed with the old ones become unreachable.
-    /// Sequences in flight keep going with the new weights.
+    /// Requests of this agent already under way start over with the new weights (their
+    /// tokens so far are dropped and their sampler starts again from its seed), so every token
+    /// of an output comes from one weights version, the one it reports.
     pub fn update_weights(&mut self, agent: AgentId, model: Transformer<B>) -> Result<u64> {
+        self.update_weights_as(agent, model, 0)
+    }
+
+    /// As [`EngineCore::update_weights`], numbering the new weights `version` when it is newer
+    /// than the current version (else one past it); returns the version in force.
+    pub fn update_weights_as(
+        &mut self,
+        agent: AgentId,
+        model: Transformer<B>,
+        version: u64,
+    ) -> Result<u64> {
         let a = self
             .agents
             .get_mut(agent.0)
             .ok_or(EngineError::UnknownAgent(agent.0))?;
         a.model = model;
-        Ok(self.kv.bump_version(a.kv_id))
+        let kv_id = a.kv_id;
+        let running = std::mem::take(&mut a.running);
+        for id in running.into_iter().rev() {
+            let a = self.active.get_mut(&id).expect("running request is active");
+            if let Some(seq) = a.seq.take() {
+                self.kv.release(seq);
+            }
+            a.phase = Phase::Waiting;
+            self.agents[agent.0].waiting.push_front(id);
+        }
+        let mut restarted = 0;
+        for id in self.agents[agent.0].waiting.clone() {
+            let a = self.active.get_mut(&id).expect("queued request is active");
+            if !a.output.tokens.is_empty() {
+                a.output.tokens.clear();
+                a.output.logprobs.clear();
+                a.sampler = Sampler::new(a.request.params.clone());
+                restarted += 1;
+            }
+        }
+        self.stats.restarted_for_new_weights += restarted;
+        Ok(self.kv.bump_version_to(kv_id, version))
     }
 
     /// Queues a request; `group` ties requests of one search tree together for fairness.
@@ -256,6 +317,7 @@ impl<B: Backend> EngineCore<B> {
                     tokens: Vec::new(),
                     logprobs: Vec::new(),
                     finish_reason: FinishReason::Length,
+                    weights_version: self.kv.version(a.kv_id),
                 },
                 seq: None,
                 phase: Phase::Waiting,
@@ -412,7 +474,8 @@ impl<B: Backend> EngineCore<B> {
     }
 
     fn finish(&mut self, id: RequestId) {
-        if let Some(a) = self.retire(id) {
+        if let Some(mut a) = self.retire(id) {
+            a.output.weights_version = self.kv.version(self.agents[a.agent].kv_id);
             self.finished.push((id, Ok(a.output)));
         }
     }
@@ -481,6 +544,10 @@ impl<B: Backend> EngineCore<B> {
 
     /// One ragged forward pass over `rows`, then sampling for rows that want a token.
     fn forward(&mut self, agent: usize, rows: Vec<Row>) {
+        let mut clock = self
+            .config
+            .profile
+            .then(|| StageClock::<B>::start(&self.device));
         let t = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(1);
         let scratch = self.agents[agent].scratch_block as usize * self.config.block_size;
         let mut layout = StepLayout {
@@ -519,11 +586,19 @@ impl<B: Backend> EngineCore<B> {
         let a = &mut self.agents[agent];
         let hidden = {
             let mut ctx = PagedStep::new(&mut a.storage, layout, &device);
-            a.model.forward_hidden(
-                Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device),
-                Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, t]), &device),
-                &mut ctx,
-            )
+            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+            let positions =
+                Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, t]), &device);
+            let prepare = clock.as_mut().map(|c| c.lap(false));
+            let hidden = a.model.forward_hidden(ids, positions, &mut ctx);
+            if let Some(c) = clock.as_mut() {
+                let profile = &mut self.stats.profile;
+                profile.passes += 1;
+                profile.prepare += prepare.unwrap_or(0.0);
+                profile.issue += c.lap(false);
+                profile.device_wait += c.lap(true);
+            }
+            hidden
         };
         self.stats.forward_passes += 1;
         for row in &rows {
@@ -535,15 +610,17 @@ impl<B: Backend> EngineCore<B> {
         if sampled.is_empty() {
             return;
         }
+        // The hidden state of each sampled row's last token, taken in one gather.
         let d = hidden.dims()[2];
-        let last: Vec<Tensor<B, 3>> = sampled
+        let last: Vec<i64> = sampled
             .iter()
-            .map(|&i| {
-                let n = rows[i].tokens.len();
-                hidden.clone().slice([i..i + 1, n - 1..n, 0..d])
-            })
+            .map(|&i| (i * t + rows[i].tokens.len() - 1) as i64)
             .collect();
-        let logits = self.agents[agent].model.lm_head(Tensor::cat(last, 0));
+        let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [sampled.len()]), &device);
+        let last = hidden.reshape([b * t, d]).select(0, last);
+        let logits = self.agents[agent]
+            .model
+            .lm_head(last.reshape([sampled.len(), 1, d]));
         let vocab = logits.dims()[2];
         let draws: Vec<RowDraw> = sampled
             .iter()
@@ -554,6 +631,9 @@ impl<B: Backend> EngineCore<B> {
             })
             .collect();
         let tokens = sample_on_device(logits.reshape([sampled.len(), vocab]), &draws, &self.device);
+        if let Some(c) = clock.as_mut() {
+            self.stats.profile.sample += c.lap(false);
+        }
         for (&i, tok) in sampled.iter().zip(tokens) {
             let id = rows[i].id;
             let a = self.active.get_mut(&id).expect("running");
@@ -588,5 +668,32 @@ impl<B: Backend> EngineCore<B> {
             .decode(tail, false)
             .map(|text| stops.iter().any(|s| text.contains(s.as_str())))
             .unwrap_or(false)
+    }
+}
+
+/// Wall-clock laps of a profiled forward pass.
+struct StageClock<B: Backend> {
+    device: B::Device,
+    last: std::time::Instant,
+}
+
+impl<B: Backend> StageClock<B> {
+    fn start(device: &B::Device) -> Self {
+        Self {
+            device: device.clone(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Seconds since the previous lap, after waiting for the device when `wait` is set.
+    fn lap(&mut self, wait: bool) -> f64 {
+        if wait {
+            // A failed sync surfaces at the next read of the results anyway.
+            let _ = B::sync(&self.device);
+        }
+        let now = std::time::Instant::now();
+        let seconds = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        seconds
     }
 }

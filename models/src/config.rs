@@ -128,6 +128,29 @@ impl ModelConfig {
         }
     }
 
+    /// Qwen2.5-Coder-0.5B-Instruct's shape (Qwen2: 24 layers, 896 wide, 14 query and 2 KV heads
+    /// of 64, MLP 4864, 151 936 tokens, biased q/k/v, tied embeddings as in its Hugging Face
+    /// checkpoint), for throughput measurements with random weights.
+    pub fn qwen2_5_coder_0_5b() -> Self {
+        ModelConfig {
+            architecture: Architecture::Qwen2,
+            vocab_size: 151_936,
+            hidden_size: 896,
+            intermediate_size: 4864,
+            num_layers: 24,
+            num_heads: 14,
+            num_kv_heads: 2,
+            head_dim: 64,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            max_position_embeddings: 32_768,
+            attention_bias: true,
+            bos_token_id: Some(151_643),
+            eos_token_ids: vec![151_645],
+            ..Self::tiny_llama(151_936, 896, 24)
+        }
+    }
+
     /// Reads and validates a Hugging Face `config.json`.
     pub fn from_hf_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;

@@ -5,6 +5,8 @@
 //!   tokenizer and chat template) that this project and transformers load;
 //! - `trainer.bin`: the trainable weights as a Burn record (parameter ids kept, so the
 //!   optimizer state matches them on resume) and `optimizer.bin`: AdamW's moments;
+//! - `pending.json`: the samples waiting for the next update (left over from the rounds so
+//!   far), so that a resumed run trains on exactly what the uninterrupted run would have;
 //! - `state.json`: the step counter and whatever the caller adds (round, problem cursor).
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 use mars2_models::export::replace_dir_atomically;
 use mars2_models::{save_hf_checkpoint, ChatTemplate, ModelConfig, TextTokenizer};
 
+use crate::samples::TrainSample;
 use crate::trainer::AgentTrainer;
 
 /// Why a checkpoint could not be written or read.
@@ -33,6 +36,9 @@ fn err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
 }
 
 type FileFormat = BinFileRecorder<FullPrecisionSettings>;
+
+/// The samples waiting for an update, in a checkpoint.
+const PENDING_FILE: &str = "pending.json";
 
 /// What goes into the Hugging Face export beside the weights.
 pub struct ExportInfo<'a> {
@@ -68,6 +74,10 @@ pub fn save_checkpoint<B: AutodiffBackend>(
         FileFormat::new()
             .record(trainer.optimizer().to_record(), tmp.join("optimizer"))
             .map_err(|e| err(&tmp.join("optimizer.bin"), e))?;
+        let pending: Vec<&TrainSample> = trainer.pending().collect();
+        let pending_path = tmp.join(PENDING_FILE);
+        let pending = serde_json::to_vec(&pending).map_err(|e| err(&pending_path, e))?;
+        std::fs::write(&pending_path, pending).map_err(|e| err(&pending_path, e))?;
         let state_path = tmp.join("state.json");
         std::fs::write(
             &state_path,
@@ -102,6 +112,14 @@ pub fn load_checkpoint<B: AutodiffBackend>(
     let optimizer = FileFormat::new()
         .load(dir.join("optimizer"), device)
         .map_err(|e| err(&dir.join("optimizer.bin"), e))?;
-    trainer.restore(model, optimizer, step);
+    let pending_path = dir.join(PENDING_FILE);
+    let pending: Vec<TrainSample> = match std::fs::read(&pending_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| err(&pending_path, format!("not a list of samples: {e}")))?,
+        // Checkpoints written before pending samples were saved.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(err(&pending_path, e)),
+    };
+    trainer.restore(model, optimizer, step, pending);
     Ok(state)
 }

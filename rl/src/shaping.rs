@@ -40,30 +40,46 @@ impl Default for ShapingConfig {
 /// Shaped rewards of the generated nodes (index `i` is node `i + 1`), from a copy of the
 /// raw rewards `raw` (same indexing).
 pub fn shape_rewards(tree: &Tree, raw: &[f64], gamma: f64, lambda: f64) -> Vec<f64> {
-    let reward = |id: usize| raw[id - 1];
+    let judged: Vec<Option<f64>> = raw.iter().copied().map(Some).collect();
+    shape_judged_rewards(tree, &judged, gamma, lambda)
+        .into_iter()
+        .map(|r| r.unwrap_or(0.0))
+        .collect()
+}
+
+/// As [`shape_rewards`] where `raw[i]` is `None` for a node the grader could not judge: such a
+/// node has no shaped reward and is nobody's baseline (a child of it is shaped as if its
+/// parent were the root; it is left out of its siblings' mean).
+pub fn shape_judged_rewards(
+    tree: &Tree,
+    raw: &[Option<f64>],
+    gamma: f64,
+    lambda: f64,
+) -> Vec<Option<f64>> {
+    let reward = |id: usize| if id == Tree::ROOT { None } else { raw[id - 1] };
     tree.generated()
         .map(|node| {
-            let r = reward(node.id);
+            let r = reward(node.id)?;
             let parent = node.parent.unwrap_or(Tree::ROOT);
             let siblings: Vec<f64> = tree
                 .node(parent)
                 .children
                 .iter()
                 .filter(|&&c| c != node.id)
-                .map(|&c| reward(c))
+                .filter_map(|&c| reward(c))
                 .collect();
             let sib = (!siblings.is_empty())
                 .then(|| siblings.iter().sum::<f64>() / siblings.len() as f64);
-            let baseline = match (parent == Tree::ROOT, sib) {
-                (false, Some(sib)) => Some((1.0 - lambda) * reward(parent) + lambda * sib),
-                (false, None) => Some(reward(parent)),
-                (true, Some(sib)) => Some(sib),
-                (true, None) => None,
+            let baseline = match (reward(parent), sib) {
+                (Some(p), Some(sib)) => Some((1.0 - lambda) * p + lambda * sib),
+                (Some(p), None) => Some(p),
+                (None, Some(sib)) => Some(sib),
+                (None, None) => None,
             };
-            match baseline {
+            Some(match baseline {
                 Some(b) => r + gamma * (r - b),
                 None => r,
-            }
+            })
         })
         .collect()
 }
@@ -94,21 +110,34 @@ pub fn group_advantages(rewards: &[f64]) -> Vec<f64> {
 }
 
 /// Advantages of every generated node of `tree` (index `i` is node `i + 1`), or `None` when
-/// dynamic filtering drops the tree. Nodes whose grader could not run get reward 0 here;
-/// callers drop them from training.
+/// dynamic filtering drops the tree. Nodes whose grader could not run take no part: they get
+/// advantage 0 (callers drop them from training) and enter no baseline, mean or deviation.
 pub fn tree_advantages(tree: &Tree, config: &ShapingConfig) -> Option<Vec<f64>> {
-    let raw: Vec<f64> = tree.generated().map(|n| n.reward).collect();
-    if config.dynamic_filtering && raw.windows(2).all(|w| w[0] == w[1]) {
+    let raw: Vec<Option<f64>> = tree
+        .generated()
+        .map(|n| n.guide.as_ref().and_then(|g| g.reward()).map(|_| n.reward))
+        .collect();
+    let judged: Vec<f64> = raw.iter().flatten().copied().collect();
+    if config.dynamic_filtering && judged.windows(2).all(|w| w[0] == w[1]) {
         return None;
     }
-    let mut shaped = shape_rewards(tree, &raw, config.gamma, config.lambda);
+    let mut shaped = shape_judged_rewards(tree, &raw, config.gamma, config.lambda);
     if let Some((max_len, buffer)) = config.overlong {
         for (r, node) in shaped.iter_mut().zip(tree.generated()) {
             let len = node.generation.as_ref().map_or(0, |g| g.response_len);
-            *r += overlong_penalty(len, max_len, buffer);
+            if let Some(r) = r {
+                *r += overlong_penalty(len, max_len, buffer);
+            }
         }
     }
-    Some(group_advantages(&shaped))
+    let advantages = group_advantages(&shaped.iter().flatten().copied().collect::<Vec<_>>());
+    let mut advantages = advantages.into_iter();
+    Some(
+        shaped
+            .iter()
+            .map(|r| r.and_then(|_| advantages.next()).unwrap_or(0.0))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -187,5 +216,59 @@ mod tests {
         assert_eq!(tree_advantages(&t, &config), None);
         let off = tree_advantages(&t, &ShapingConfig::default()).unwrap();
         assert!(off.iter().all(|a| *a == 0.0));
+    }
+
+    #[test]
+    fn nodes_the_grader_could_not_judge_take_no_part() {
+        // Node 1 could not be judged.
+        let raw = [None, Some(1.0), Some(1.0), Some(0.0), Some(0.0), Some(1.0)];
+        let s = shape_judged_rewards(&tree(), &raw, 0.5, 0.5);
+        assert_eq!(s[0], None);
+        // Node 3: its parent has no reward, so its baseline is its sibling 4 alone.
+        assert_eq!(s[2], Some(1.5));
+        assert_eq!(s[3], Some(-0.5));
+        // Node 2: siblings 1 (left out) and 5 (0).
+        assert_eq!(s[1], Some(1.5));
+        assert_eq!(s[4], Some(-0.5));
+        assert_eq!(s[5], Some(1.5));
+    }
+
+    fn judged(kind: mars2_sandbox::VerdictKind) -> Option<mars2_search::Judgement> {
+        Some(mars2_search::Judgement {
+            kind,
+            passed: 0,
+            total: 1,
+            failure: None,
+            message: None,
+        })
+    }
+
+    #[test]
+    fn advantages_ignore_unjudged_nodes() {
+        use mars2_sandbox::VerdictKind::{Accepted, SandboxFailure, WrongAnswer};
+        // A leaf that could not be judged changes no other node's advantage.
+        let build = |with_failure: bool| {
+            let mut t = Tree::new();
+            let mut add = |parent, kind, reward| {
+                let mut node = Tree::blank_node(0);
+                node.guide = judged(kind);
+                node.reward = reward;
+                t.add_child(parent, node)
+            };
+            let a = add(Tree::ROOT, Accepted, 1.0);
+            add(Tree::ROOT, WrongAnswer, 0.0);
+            add(a, WrongAnswer, 0.0);
+            if with_failure {
+                add(Tree::ROOT, SandboxFailure, 0.0);
+            }
+            t
+        };
+        let config = ShapingConfig::default();
+        let without = tree_advantages(&build(false), &config).unwrap();
+        let with = tree_advantages(&build(true), &config).unwrap();
+        assert_eq!(with.len(), 4);
+        assert_eq!(&with[..3], &without[..]);
+        assert_eq!(with[3], 0.0);
+        assert!(without.iter().any(|a| *a != 0.0));
     }
 }

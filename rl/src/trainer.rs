@@ -124,6 +124,12 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         self.buffer.len()
     }
 
+    /// The samples waiting for the next update, oldest first (saved with checkpoints, so a
+    /// resumed run trains on them as the uninterrupted run would have).
+    pub fn pending(&self) -> impl Iterator<Item = &TrainSample> {
+        self.buffer.iter()
+    }
+
     /// Whether the buffer holds a full batch.
     pub fn ready(&self) -> bool {
         self.buffer.len() >= self.config.train_batch.max(1)
@@ -142,16 +148,19 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         &self.optimizer
     }
 
-    /// Restores weights, optimizer state and step (resume).
+    /// Restores weights, optimizer state, step and the samples waiting for an update
+    /// (resume); the buffer is replaced by `pending`.
     pub fn restore(
         &mut self,
         model: Transformer<B>,
         optimizer: <Adam<B> as Optimizer<Transformer<B>, B>>::Record,
         step: usize,
+        pending: Vec<TrainSample>,
     ) {
         self.model = Some(model);
         self.optimizer = self.optimizer.clone().load_record(optimizer);
         self.step = step;
+        self.buffer = pending.into();
     }
 
     /// One update from the first `train_batch` buffered samples; `None` when the buffer

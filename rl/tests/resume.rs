@@ -1,6 +1,7 @@
 //! Kill and resume: a learner checkpointed after its first update and restored into a fresh
 //! process-like state continues exactly as the uninterrupted learner does (same metrics, same
-//! weights), and the Hugging Face export in the checkpoint loads back.
+//! weights, the samples its first update left over), and the Hugging Face export in the
+//! checkpoint loads back.
 
 use burn::backend::{Autodiff, NdArray};
 use mars2_models::export::hf_tensors;
@@ -80,7 +81,9 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     let state = load_checkpoint(&ckpt, &mut resumed, &Default::default()).unwrap();
     assert_eq!(state["round"], 7);
     assert_eq!(resumed.step, 1);
-    resumed.push(samples().into_iter().skip(2));
+    // The four samples the first update left over came back with the checkpoint.
+    let pending: Vec<TrainSample> = resumed.pending().cloned().collect();
+    assert_eq!(pending, samples()[2..].to_vec());
     let rest: Vec<_> = (0..2).map(|_| resumed.train_step().unwrap()).collect();
 
     let strip = |m: &mars2_rl::StepMetrics| (m.step, m.loss, m.kl, m.grad_norm, m.lr, m.ratio);

@@ -106,6 +106,9 @@ pub enum SandboxError {
     Cleanup(String),
     #[error("the sandbox probe failed: {0}")]
     Probe(String),
+    /// Full isolation was required and this machine does not give it.
+    #[error("programs would run without {missing} on this machine (full isolation is required: run as root on Linux with namespaces allowed, or accept weaker isolation explicitly)")]
+    WeakIsolation { missing: String },
 }
 
 impl SandboxError {

@@ -1,10 +1,8 @@
-//! The Python harness (`harness.py`, embedded) and the two halves of its protocol: the job
-//! the runner writes for it, and the events it reports back, one JSON line each, on a
-//! private descriptor. Events whose nonce differs from the job's are ignored.
+//! The program side's harness (`harness.py`, embedded) and the protocol the sandbox reads:
+//! the program's job, written for the harness, and the referee's events, one JSON line each
+//! on the referee's private socket (no program can write there).
 
 use serde::{Deserialize, Serialize};
-
-use crate::problem::TestCase;
 
 /// Source of the harness run as the program's Python process.
 pub const HARNESS_SOURCE: &str = include_str!("harness.py");
@@ -16,20 +14,19 @@ pub(crate) const COMPILED_HARNESS_FILE: &str = "harness.pyc";
 /// File name of the job inside the run directory (deleted by the harness once read).
 pub(crate) const JOB_FILE: &str = "job.json";
 
-/// What the harness is asked to do.
+/// What the harness needs to run the program: the program and its limits, nothing of the
+/// tests.
 #[derive(Debug, Serialize)]
 pub(crate) struct Job<'a> {
-    pub nonce: &'a str,
-    /// Candidate programs in order; the harness judges the last one that compiles.
+    /// Candidate programs in order; the harness runs the last one that compiles.
     pub candidates: &'a [String],
-    pub tests: Vec<&'a TestCase>,
     pub cpu_limit: f64,
     pub wall_limit: f64,
     /// Pre-import LiveCodeBench's common modules into the program's namespace.
     pub preamble: bool,
 }
 
-/// One event from the harness.
+/// One event from the referee.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub(crate) enum Event {
@@ -60,10 +57,17 @@ pub(crate) enum Event {
         i: usize,
         message: String,
     },
+    /// The program's process stopped answering (it ended, or closed its channel) while
+    /// test `i` ran, or before any test when `i` is absent.
+    Lost {
+        #[serde(default)]
+        i: Option<usize>,
+    },
     Done,
+    End,
 }
 
-/// Why a test failed, as the harness saw it.
+/// Why a test failed, as the referee saw it.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum FailReason {
@@ -74,39 +78,30 @@ pub(crate) enum FailReason {
     OutputLimit,
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    nonce: String,
-}
-
-/// The authentic events in `bytes`, in order. Lines that are not JSON, carry another nonce
-/// or have an unknown shape are dropped.
-pub(crate) fn parse_events(bytes: &[u8], nonce: &str) -> Vec<Event> {
+/// The events in `bytes`, in order; lines of another shape are dropped (the referee writes
+/// only well-formed ones).
+pub(crate) fn parse_events(bytes: &[u8]) -> Vec<Event> {
     bytes
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-        .filter_map(|line| {
-            let envelope: Envelope = serde_json::from_slice(line).ok()?;
-            if envelope.nonce != nonce {
-                return None;
-            }
-            serde_json::from_slice(line).ok()
-        })
+        .filter_map(|line| serde_json::from_slice(line).ok())
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::TestCase;
 
     #[test]
-    fn events_need_the_nonce() {
-        let bytes = br#"{"ev": "ready", "nonce": "n1"}
-{"ev": "pass", "i": 0, "cpu": 0.1, "nonce": "forged"}
+    fn events_parse_in_order() {
+        let bytes = br#"{"ev": "ready"}
 not json
-{"ev": "fail", "i": 1, "why": "wrong_answer", "actual": "2", "cpu": 0.0, "nonce": "n1"}
-{"ev": "done", "nonce": "n1"}"#;
-        let events = parse_events(bytes, "n1");
+{"ev": "fail", "i": 1, "why": "wrong_answer", "actual": "2"}
+{"ev": "lost", "i": null}
+{"ev": "done"}
+{"ev": "end"}"#;
+        let events = parse_events(bytes);
         assert_eq!(
             events,
             vec![
@@ -118,7 +113,9 @@ not json
                     expected: None,
                     error: None
                 },
-                Event::Done
+                Event::Lost { i: None },
+                Event::Done,
+                Event::End,
             ]
         );
     }

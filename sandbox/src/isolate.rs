@@ -12,8 +12,9 @@
 //! ```
 //!
 //! When `init` exits the kernel kills everything left in the namespace, so nothing the
-//! program started (daemons included) outlives the run. Killing `outer` (the runner's
-//! backstop) kills `init` through its parent-death signal, and with it the namespace.
+//! program started (daemons included) outlives the run. The runner stops a run by sending
+//! `outer` a `SIGTERM`: `outer` kills `init` and exits only once the namespace is empty.
+//! Killing `outer` outright (the last resort) kills `init` through its parent-death signal.
 //!
 //! Everything here runs in a forked copy of a possibly multi-threaded process: only
 //! async-signal-safe calls, no allocation, every string prepared beforehand.
@@ -23,6 +24,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::{c_int, c_ulong, gid_t, rlim_t, uid_t};
 
@@ -73,7 +75,8 @@ pub(crate) struct ChildSetup {
     private_mounts: bool,
     credentials: Option<(uid_t, gid_t)>,
     rlimits: Vec<Rlimit>,
-    result_fd: RawFd,
+    /// Descriptors the program keeps across `exec` (its pipes to the referee).
+    keep_fds: Vec<RawFd>,
     status_fd: RawFd,
     seccomp: Option<Vec<libc::sock_filter>>,
     root: CString,
@@ -122,7 +125,7 @@ impl ChildSetup {
         plan: IsolationPlan,
         credentials: Option<(uid_t, gid_t)>,
         rlimits: Vec<Rlimit>,
-        result_fd: RawFd,
+        keep_fds: Vec<RawFd>,
         status_fd: RawFd,
         workdir: &Path,
     ) -> ChildSetup {
@@ -136,7 +139,7 @@ impl ChildSetup {
                 None
             },
             rlimits,
-            result_fd,
+            keep_fds,
             status_fd,
             seccomp: if plan.seccomp {
                 crate::seccomp::filter()
@@ -195,8 +198,19 @@ impl ChildSetup {
         self.restrict_program()
     }
 
-    /// The host-side process: holds no descriptor, waits for init, exits like it.
+    /// The host-side process: holds no descriptor, waits for init, exits like it. On
+    /// `SIGTERM` it kills init, and so the whole namespace, and still waits: once it has
+    /// exited, nothing of the run is left.
     unsafe fn outer_wait(&self, init: libc::pid_t) -> ! {
+        NAMESPACE_INIT.store(init, Ordering::Relaxed);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = stop_namespace as extern "C" fn(c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        let mut unblock: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut unblock);
+        libc::sigaddset(&mut unblock, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
         close_from(0);
         let mut status: c_int = 0;
         loop {
@@ -303,12 +317,10 @@ impl ChildSetup {
             };
             check(libc::setrlimit(limit.resource, &value))?;
         }
-        let flags = check(libc::fcntl(self.result_fd, libc::F_GETFD))?;
-        check(libc::fcntl(
-            self.result_fd,
-            libc::F_SETFD,
-            flags & !libc::FD_CLOEXEC,
-        ))?;
+        for &fd in &self.keep_fds {
+            let flags = check(libc::fcntl(fd, libc::F_GETFD))?;
+            check(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC))?;
+        }
         if let Some((uid, gid)) = self.credentials {
             check(libc::setgroups(0, std::ptr::null()))?;
             check(libc::setresgid(gid, gid, gid))?;
@@ -334,6 +346,20 @@ impl ChildSetup {
             ))?;
         }
         Ok(())
+    }
+}
+
+/// The namespace's init, as the outer process knows it (for its `SIGTERM` handler).
+static NAMESPACE_INIT: AtomicI32 = AtomicI32::new(0);
+
+/// The outer process's `SIGTERM` handler: kills the namespace's init (async-signal-safe).
+extern "C" fn stop_namespace(_signal: c_int) {
+    let init = NAMESPACE_INIT.load(Ordering::Relaxed);
+    if init > 0 {
+        // SAFETY: kill is async-signal-safe; `init` is our unreaped child.
+        unsafe {
+            libc::kill(init, libc::SIGKILL);
+        }
     }
 }
 

@@ -1,21 +1,27 @@
-//! Judging one candidate: writes the harness and its job into a private run directory,
-//! runs it, and turns the harness's events plus the process's fate into a [`Verdict`].
+//! Judging one candidate: starts the program's process (the harness, in a private run
+//! directory, isolated) and hands a referee the tests and the program's pipes; turns the
+//! referee's events plus the process's fate into a [`Verdict`].
 //!
-//! When the process dies in the middle of a test, the test that was running is the failing
-//! one: a CPU-limit signal, or a kill by the backstop or the idle watchdog, is a time limit;
-//! a death by another signal with memory near the limit is a memory limit; anything else is
-//! a runtime error. A harness that never started is a sandbox failure.
+//! When the program's process dies in the middle of a test, the test that was running is the
+//! failing one: a CPU-limit signal, or a kill by the backstop or the idle watchdog, is a time
+//! limit; a death by another signal with memory near the limit is a memory limit; anything
+//! else is a runtime error. A harness that never started, or a referee that failed, is a
+//! sandbox failure.
 
 use std::time::Duration;
 
 use crate::harness::{self, Event, FailReason, Job};
-use crate::problem::{Problem, TestCase, TestSet};
+use crate::problem::{Dataset, Problem, TestCase, TestSet};
+use crate::referee::RefereeJob;
 use crate::runner::RawRun;
 use crate::sandbox::{LaunchLimits, Sandbox};
 use crate::verdict::{truncate, FailedTest, RunStats, Verdict, VerdictKind, DETAIL_CHARS};
 
 /// Lines of standard error kept in the verdict's statistics.
 const STDERR_TAIL_LINES: usize = 20;
+
+/// Largest answer the program may send for one request.
+const ANSWER_CAP: usize = 64 << 20;
 
 /// Judges the last compiling candidate of `candidates` on the chosen tests.
 pub(crate) fn judge(
@@ -47,33 +53,51 @@ fn run_and_judge(
     tests: &[&TestCase],
 ) -> Verdict {
     let limits = sandbox.limits();
-    let nonce = crate::nonce::random_hex(16);
     let wall = limits.wall_per_test();
     let job = Job {
-        nonce: &nonce,
         candidates,
-        tests: tests.to_vec(),
         cpu_limit: limits.cpu_per_test.as_secs_f64(),
         wall_limit: wall.as_secs_f64(),
         preamble: problem.uses_import_preamble(),
     };
-    let job_bytes = match serde_json::to_vec(&job) {
-        Ok(bytes) => bytes,
-        Err(e) => return Verdict::sandbox_failure(tests.len(), format!("encode job: {e}")),
+    let referee_job = RefereeJob {
+        tests: tests.to_vec(),
+        wall_limit: wall.as_secs_f64(),
+        startup: limits.startup.as_secs_f64(),
+        // HumanEval's prompt defines helpers its tests use (`poly`, `encode_cyclic`...): the
+        // referee runs the dataset's own, not the program's copies of them.
+        prelude: (problem.dataset == Dataset::HumanEval && !problem.starter_code.is_empty())
+            .then_some(problem.starter_code.as_str()),
+        entry_point: problem.entry_point.as_deref(),
+        answer_cap: ANSWER_CAP,
     };
-    let data: u64 = tests.iter().map(|t| t.data_len() as u64).sum();
+    let (job_bytes, referee_bytes) =
+        match (serde_json::to_vec(&job), serde_json::to_vec(&referee_job)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                return Verdict::sandbox_failure(tests.len(), format!("encode job: {e}"))
+            }
+        };
     let largest_input = tests.iter().map(|t| t.data_len() as u64).max().unwrap_or(0);
     let n = tests.len() as u32;
     let per_test_cpu = limits.cpu_per_test + Duration::from_secs(1);
     let launch = LaunchLimits {
         cpu_total: per_test_cpu * n + Duration::from_secs(5),
-        deadline: limits.startup + (wall + Duration::from_secs(1)) * n,
-        // The harness reports at least once per test; silence past the per-test wall limit
-        // means it is stuck in a way its own timers could not break.
+        deadline: limits.startup + (wall + Duration::from_secs(2)) * n,
+        // The referee reports at least once per test; silence past the per-test wall limit
+        // means it is stuck in a way neither its timers nor the harness's could break.
         idle: Some(limits.startup.max(wall) + Duration::from_secs(5)),
         file_size: limits.file_size.max(largest_input + (1 << 20)),
-        // The harness holds the job in memory next to the program.
-        address_space: limits.address_space + 4 * data,
+        // The harness holds one test's input at a time next to the program.
+        address_space: limits.address_space + 4 * largest_input,
+    };
+    let referees = match sandbox.referees() {
+        Ok(pool) => pool,
+        Err(e) => return Verdict::sandbox_failure(tests.len(), e.to_string()),
+    };
+    let referee = match referees.take() {
+        Ok(referee) => referee,
+        Err(e) => return Verdict::sandbox_failure(tests.len(), format!("start a referee: {e}")),
     };
     let (harness_file, harness_program) = sandbox.harness_program();
     let run = sandbox.launch(
@@ -84,16 +108,28 @@ fn run_and_judge(
         harness_file,
         None,
         launch,
+        Some((&referee, referee_bytes)),
     );
     match run {
-        Ok(run) => interpret(&run, &nonce, tests, sandbox),
+        Ok(run) => {
+            let verdict = interpret(&run, tests, sandbox, || referee.stderr_tail());
+            if run.referee_ended {
+                referees.give_back(referee);
+            }
+            verdict
+        }
         Err(e) => Verdict::sandbox_failure(tests.len(), e.to_string()),
     }
 }
 
-/// Builds the verdict from the events and the process's fate.
-fn interpret(run: &RawRun, nonce: &str, tests: &[&TestCase], sandbox: &Sandbox) -> Verdict {
-    let events = harness::parse_events(&run.results.bytes, nonce);
+/// Builds the verdict from the referee's events and the program process's fate.
+fn interpret(
+    run: &RawRun,
+    tests: &[&TestCase],
+    sandbox: &Sandbox,
+    referee_stderr: impl Fn() -> String,
+) -> Verdict {
+    let events = harness::parse_events(&run.results.bytes);
     let total = tests.len();
     let stats = stats_of(run);
     let verdict = |kind, passed, failure, message: Option<String>| Verdict {
@@ -109,6 +145,8 @@ fn interpret(run: &RawRun, nonce: &str, tests: &[&TestCase], sandbox: &Sandbox) 
     let mut compiled = false;
     let mut running: Option<usize> = None;
     let mut passed = 0usize;
+    let mut done = false;
+    let mut lost = false;
     for event in &events {
         match event {
             Event::Ready => ready = true,
@@ -150,11 +188,24 @@ fn interpret(run: &RawRun, nonce: &str, tests: &[&TestCase], sandbox: &Sandbox) 
                     Some(format!("test {i} could not be run: {message}")),
                 )
             }
-            Event::Done => {}
+            Event::Lost { .. } => lost = true,
+            Event::Done => done = true,
+            Event::End => {}
         }
     }
 
-    if !ready {
+    if done && passed >= total {
+        return verdict(VerdictKind::Accepted, total, None, None);
+    }
+    let killed = run.killed_by_backstop || run.killed_when_idle;
+    if !run.referee_ended && !killed {
+        let message = format!(
+            "the referee stopped before its verdict; its stderr: {}",
+            referee_stderr()
+        );
+        return verdict(VerdictKind::SandboxFailure, passed, None, Some(message));
+    }
+    if !ready && !killed {
         let message = format!(
             "the harness did not start ({}); stderr: {}",
             fate(run),
@@ -170,15 +221,20 @@ fn interpret(run: &RawRun, nonce: &str, tests: &[&TestCase], sandbox: &Sandbox) 
             Some(format!("compilation did not finish ({})", fate(run))),
         );
     }
-    if passed >= total {
-        return verdict(VerdictKind::Accepted, total, None, None);
+    if !lost && !killed {
+        return verdict(
+            VerdictKind::SandboxFailure,
+            passed,
+            None,
+            Some("the referee ended without a verdict".into()),
+        );
     }
 
     // The process ended while (or between) running tests.
     let index = running.unwrap_or(passed);
     let limits = sandbox.limits();
     let cpu_hard = (limits.cpu_per_test.as_secs_f64() + 1.0) * total as f64 + 5.0;
-    let (kind, error) = if run.killed_by_backstop || run.killed_when_idle {
+    let (kind, error) = if killed {
         (
             VerdictKind::TimeLimit,
             "time limit exceeded (killed after the wall-clock limit)".to_string(),
@@ -200,13 +256,6 @@ fn interpret(run: &RawRun, nonce: &str, tests: &[&TestCase], sandbox: &Sandbox) 
             VerdictKind::MemoryLimit,
             format!("memory limit exceeded ({})", fate(run)),
         )
-    } else if run.signal.is_none() && run.exit_code.is_none() {
-        return verdict(
-            VerdictKind::SandboxFailure,
-            passed,
-            None,
-            Some("lost track of the program process".into()),
-        );
     } else {
         (
             VerdictKind::RuntimeError,

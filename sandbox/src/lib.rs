@@ -3,10 +3,12 @@
 //!
 //! - [`loaders`] read the datasets into one [`Problem`] type with public and hidden tests.
 //! - [`extract`] finds the program in a model's answer (the last fenced Python block).
-//! - [`Sandbox`] judges a program: one Python process per candidate runs all its tests
-//!   through an embedded harness, stopping at the first failure, inside new PID, network and
-//!   mount namespaces, as a dedicated unprivileged user, under resource limits and a seccomp
-//!   filter, with a wall-clock backstop that kills the whole process tree.
+//! - [`Sandbox`] judges a program in two processes. The program's process (the embedded
+//!   harness) runs inside new PID, network and mount namespaces, as a dedicated unprivileged
+//!   user, under resource limits and a seccomp filter, with a wall-clock backstop that kills
+//!   its whole process tree; it receives one test's inputs at a time and answers with data.
+//!   A trusted referee process, which never runs candidate code, holds the tests, compares
+//!   the answers and decides the verdict; nothing of the tests reaches the program's process.
 //! - [`Verdict`] says what happened; [`Verdict::reward`] is `None` for a sandbox failure,
 //!   which is never a pass or a fail of the program.
 //!
@@ -35,6 +37,7 @@ mod pool;
 mod probe;
 mod problem;
 mod python;
+mod referee;
 mod runner;
 mod sandbox;
 mod seccomp;
@@ -48,6 +51,7 @@ pub use harness::HARNESS_SOURCE;
 pub use loaders::{detect_dataset, load_dataset, load_problems, read_dataset, LoadOptions, Loaded};
 pub use problem::{Dataset, Problem, Split, TestCase, TestSet};
 pub use python::PYTHON_ENV;
+pub use referee::REFEREE_SOURCE;
 pub use sandbox::{Program, Sandbox, ScriptOutput, Submission};
 pub use verdict::{
     truncate, FailedTest, IsolationReport, RunStats, Verdict, VerdictKind, DETAIL_CHARS,

@@ -120,6 +120,7 @@ fn probe(
             file_size: 1 << 20,
             address_space: sandbox.limits().address_space,
         },
+        None,
     )?;
     let facts: Facts = serde_json::from_slice(&run.stdout.bytes).map_err(|e| {
         SandboxError::Probe(format!(

@@ -1,7 +1,7 @@
 //! Starting one sandboxed Python process and seeing it to its end: the isolated spawn, one
-//! `poll` loop that drains standard output, standard error, the harness's result channel and
-//! the status pipe (each capped), the wall-clock backstop and the idle watchdog that kill
-//! the whole process group, and the final reaping.
+//! `poll` loop that drains standard output, standard error, the status pipe and, when a
+//! referee judges the run, the referee's events (each capped), the wall-clock backstop and the
+//! idle watchdog that kill the whole process group, and the final reaping.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -13,14 +13,19 @@ use std::time::{Duration, Instant};
 
 use crate::error::SandboxError;
 use crate::isolate::{ChildSetup, IsolationPlan, ProgramStatus, Rlimit, STATUS_REPORT_LEN};
+use crate::referee::{Referee, END_LINE};
 
 /// How long to wait for the pipes to close once the process tree is gone or killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the program's process may take to end by itself once the referee is done (it
+/// exits when its request pipe closes; a program that died is still being reported on).
+const EXIT_GRACE: Duration = Duration::from_millis(300);
+
 /// Everything needed to run one process.
 pub(crate) struct RunRequest<'a> {
     pub python: &'a Path,
-    /// Arguments after the interpreter; the result descriptor number is appended.
+    /// Arguments after the interpreter; the numbers of `pass_fds` are appended.
     pub args: Vec<OsString>,
     pub workdir: &'a Path,
     pub stdin: Option<PathBuf>,
@@ -30,12 +35,25 @@ pub(crate) struct RunRequest<'a> {
     pub rlimits: Vec<Rlimit>,
     /// Kill the run once this much wall-clock time has passed.
     pub deadline: Duration,
-    /// Kill the run when the result channel stays silent this long.
+    /// Kill the run when the referee stays silent this long.
     pub idle_timeout: Option<Duration>,
     /// Bytes of standard output and standard error kept.
     pub output_cap: usize,
-    /// Bytes of the result channel kept.
+    /// Descriptors the program keeps open (the program's ends of its pipes to the referee).
+    pub pass_fds: Vec<OwnedFd>,
+    /// The referee that judges the run, when one does.
+    pub referee: Option<RefereeSession<'a>>,
+    /// Bytes of the referee's events kept.
     pub results_cap: usize,
+}
+
+/// A referee's part in a run: its ends of the program's pipes and its job, handed over once
+/// the program's process exists.
+pub(crate) struct RefereeSession<'a> {
+    pub referee: &'a Referee,
+    pub request_write: OwnedFd,
+    pub answer_read: OwnedFd,
+    pub job: Vec<u8>,
 }
 
 /// Captured bytes of one stream.
@@ -95,7 +113,10 @@ pub(crate) struct RawRun {
     pub killed_when_idle: bool,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// The referee's events.
     pub results: Captured,
+    /// The referee sent its last event (so it can judge again).
+    pub referee_ended: bool,
 }
 
 struct Stream {
@@ -105,14 +126,13 @@ struct Stream {
 }
 
 /// Runs the request to completion.
-pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
-    let (result_read, result_write) = pipe()?;
+pub(crate) fn run(request: RunRequest<'_>) -> Result<RawRun, SandboxError> {
     let (status_read, status_write) = pipe()?;
     let setup = ChildSetup::new(
         request.plan,
         request.credentials,
         request.rlimits.clone(),
-        result_write.as_raw_fd(),
+        request.pass_fds.iter().map(AsRawFd::as_raw_fd).collect(),
         status_write.as_raw_fd(),
         request.workdir,
     );
@@ -120,7 +140,7 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
     let mut command = Command::new(request.python);
     command
         .args(&request.args)
-        .arg(result_write.as_raw_fd().to_string())
+        .args(request.pass_fds.iter().map(|fd| fd.as_raw_fd().to_string()))
         .env_clear()
         .envs(request.env.iter().map(|(k, v)| (k, v)))
         .current_dir(request.workdir)
@@ -143,13 +163,31 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
 
     let started = Instant::now();
     let mut child = command.spawn().map_err(SandboxError::Spawn)?;
-    drop(result_write);
+    drop(request.pass_fds);
     drop(status_write);
     let pid = child.id() as libc::pid_t;
     let stdout = child.stdout.take().map(OwnedFd::from);
     let stderr = child.stderr.take().map(OwnedFd::from);
     // The child is reaped below with wait4, not through `Child`.
     drop(child);
+
+    let referee_events = match request.referee {
+        Some(session) => {
+            let handed = session
+                .referee
+                .send_job(&session.request_write, &session.answer_read, &session.job)
+                .and_then(|()| duplicate(session.referee.events_fd()));
+            match handed {
+                Ok(events) => Some(events),
+                Err(e) => {
+                    kill_tree(pid);
+                    blocking_reap(pid);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
 
     let mut streams: Vec<Stream> = Vec::with_capacity(4);
     let mut add = |fd: OwnedFd, sink: Captured| -> Result<(), SandboxError> {
@@ -163,8 +201,8 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
     };
     const STDOUT: usize = 0;
     const STDERR: usize = 1;
-    const RESULTS: usize = 2;
-    const STATUS: usize = 3;
+    const STATUS: usize = 2;
+    const RESULTS: usize = 3;
     let null_fd = || -> Result<OwnedFd, SandboxError> {
         File::open("/dev/null")
             .map(OwnedFd::from)
@@ -178,8 +216,11 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
         stderr.map_or_else(null_fd, Ok)?,
         Captured::new(request.output_cap, true),
     )?;
-    add(result_read, Captured::new(request.results_cap, false))?;
     add(status_read, Captured::new(STATUS_REPORT_LEN, false))?;
+    let judged = referee_events.is_some();
+    if let Some(events) = referee_events {
+        add(events, Captured::new(request.results_cap, false))?;
+    }
 
     let pidfd = pidfd_open(pid);
     let mut reaped: Option<(i32, libc::rusage)> = None;
@@ -187,34 +228,46 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
     let mut exited_at: Option<Instant> = None;
     let mut killed_by_backstop = false;
     let mut killed_when_idle = false;
+    // The run is over for the referee once it sent its last event, died, or was given up.
+    let mut referee_ended = false;
+    let mut referee_done = !judged;
+    let mut referee_done_at: Option<Instant> = None;
+    let mut scanned = 0usize;
     let mut last_result = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
 
     loop {
         let now = Instant::now();
-        let all_closed = streams.iter().all(|s| !s.open);
-        if reaped.is_some() && all_closed {
+        let program_closed = streams[..RESULTS.min(streams.len())]
+            .iter()
+            .all(|s| !s.open);
+        if reaped.is_some() && program_closed && referee_done {
             break;
         }
         if killed_at.is_none() {
             if now.duration_since(started) >= request.deadline {
                 killed_by_backstop = true;
-                kill_tree(pid);
-                killed_at = Some(now);
             } else if request
                 .idle_timeout
                 .is_some_and(|idle| now.duration_since(last_result) >= idle)
             {
                 killed_when_idle = true;
-                kill_tree(pid);
+            }
+            // The verdict is in: whatever the program still does no longer matters.
+            let verdict_in = referee_done_at.is_some_and(|t| now.duration_since(t) >= EXIT_GRACE);
+            if killed_by_backstop || killed_when_idle || verdict_in {
+                if reaped.is_none() {
+                    stop_tree(pid, request.plan.pid);
+                }
                 killed_at = Some(now);
+                referee_done = true;
             }
         }
         let grace_from = match (killed_at, exited_at) {
             (Some(k), Some(e)) => Some(k.min(e)),
             (k, e) => k.or(e),
         };
-        if grace_from.is_some_and(|t| now.duration_since(t) >= DRAIN_GRACE) {
+        if grace_from.is_some_and(|t| now.duration_since(t) >= DRAIN_GRACE) && referee_done {
             if reaped.is_none() {
                 kill_tree(pid);
             }
@@ -227,7 +280,10 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
             wake = wake.min(last_result + idle);
         }
         if let Some(t) = grace_from {
-            wake = t + DRAIN_GRACE;
+            wake = wake.min(t + DRAIN_GRACE);
+        }
+        if let (Some(t), None) = (referee_done_at, killed_at) {
+            wake = wake.min(t + EXIT_GRACE);
         }
         let mut timeout = wake.saturating_duration_since(now);
         if pidfd.is_none() && reaped.is_none() {
@@ -258,8 +314,20 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
                 continue;
             }
             let got = drain(stream, &mut buf);
-            if got > 0 && index == RESULTS {
-                last_result = Instant::now();
+            if index == RESULTS {
+                if got > 0 {
+                    last_result = Instant::now();
+                }
+                let bytes = &stream.sink.bytes;
+                let from = scanned.saturating_sub(END_LINE.len());
+                if bytes[from..].windows(END_LINE.len()).any(|w| w == END_LINE) {
+                    referee_ended = true;
+                }
+                scanned = bytes.len();
+                if (referee_ended || !stream.open) && !referee_done {
+                    referee_done = true;
+                    referee_done_at = Some(Instant::now());
+                }
             }
         }
         if reaped.is_none() {
@@ -295,7 +363,12 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
         Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
         _ => (None, None),
     };
-    let mut take = |i: usize| std::mem::take(&mut streams[i].sink);
+    let mut take = |i: usize| {
+        streams
+            .get_mut(i)
+            .map(|s| std::mem::take(&mut s.sink))
+            .unwrap_or_default()
+    };
     Ok(RawRun {
         exit_code,
         signal,
@@ -307,7 +380,22 @@ pub(crate) fn run(request: &RunRequest<'_>) -> Result<RawRun, SandboxError> {
         stdout: take(STDOUT),
         stderr: take(STDERR),
         results: take(RESULTS),
+        referee_ended,
     })
+}
+
+/// A second descriptor for the same open socket (the referee keeps its own).
+fn duplicate(fd: RawFd) -> Result<OwnedFd, SandboxError> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one or -1.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if copy < 0 {
+        return Err(SandboxError::io(
+            "duplicate the referee socket",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
 }
 
 /// Reads what is available; marks the stream closed at end of file. Returns bytes read.
@@ -334,6 +422,20 @@ fn drain(stream: &mut Stream, buf: &mut [u8]) -> usize {
             stream.open = false;
         }
         return got;
+    }
+}
+
+/// Stops a run whose spawned child is not reaped yet: with a PID namespace, asks the outer
+/// process to kill the namespace (it exits once the namespace is empty, so that reaping it
+/// proves nothing is left); without one, kills the process group at once.
+fn stop_tree(pid: libc::pid_t, pid_namespace: bool) {
+    if pid_namespace && pid > 1 {
+        // SAFETY: a plain system call on our unreaped child.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    } else {
+        kill_tree(pid);
     }
 }
 
@@ -385,7 +487,8 @@ fn blocking_reap(pid: libc::pid_t) -> (i32, libc::rusage) {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+/// A pipe whose ends are closed on exec (the program's ends are kept by the child setup).
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -398,7 +501,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn set_nonblocking(fd: RawFd) -> Result<(), SandboxError> {
+pub(crate) fn set_nonblocking(fd: RawFd) -> Result<(), SandboxError> {
     // SAFETY: fcntl on a descriptor we own.
     let ok = unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);

@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::config::{Limits, SandboxConfig};
 use crate::error::SandboxError;
 use crate::isolate::{IsolationPlan, Rlimit};
 use crate::problem::{Problem, TestSet};
-use crate::runner::{self, RawRun, RunRequest};
+use crate::referee::{Referee, RefereePool};
+use crate::runner::{self, RawRun, RefereeSession, RunRequest};
 use crate::verdict::{IsolationReport, Verdict};
 use crate::workdir::WorkDir;
 use crate::{extract, harness, judge, pool, probe, uid};
@@ -27,6 +30,8 @@ pub struct Sandbox {
     /// The harness, byte-compiled by the chosen interpreter when possible (saves compiling
     /// it in every run), else its source.
     harness: (&'static str, Vec<u8>),
+    /// Referee processes, shared by the sandbox's clones.
+    referees: Option<Arc<RefereePool>>,
 }
 
 /// A program to judge.
@@ -91,6 +96,7 @@ impl Sandbox {
                 harness::HARNESS_FILE,
                 harness::HARNESS_SOURCE.as_bytes().to_vec(),
             ),
+            referees: None,
         };
         let (python, plan, report) = probe::choose(&sandbox)?;
         sandbox.python = python;
@@ -99,7 +105,19 @@ impl Sandbox {
         if let Some(compiled) = sandbox.compile_harness() {
             sandbox.harness = (harness::COMPILED_HARNESS_FILE, compiled);
         }
+        sandbox.referees = Some(Arc::new(RefereePool::new(
+            &sandbox.python,
+            &sandbox.work_root,
+            sandbox.workers,
+        )?));
         Ok(sandbox)
+    }
+
+    /// The referees' pool (present once the sandbox is built).
+    pub(crate) fn referees(&self) -> Result<&RefereePool, SandboxError> {
+        self.referees
+            .as_deref()
+            .ok_or_else(|| SandboxError::Probe("the sandbox has no referees yet".into()))
     }
 
     /// Byte-compiles the harness with the sandbox's interpreter, in the sandbox.
@@ -124,6 +142,18 @@ impl Sandbox {
     /// The protections in force for every run.
     pub fn isolation(&self) -> IsolationReport {
         self.report
+    }
+
+    /// Fails, naming what is missing, unless every protection is in force.
+    pub fn require_full_isolation(&self) -> Result<(), SandboxError> {
+        let missing = self.report.missing();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SandboxError::WeakIsolation {
+                missing: missing.join(", "),
+            })
+        }
     }
 
     /// The interpreter programs run with.
@@ -232,6 +262,7 @@ impl Sandbox {
                 file_size: limits.file_size,
                 address_space: limits.address_space,
             },
+            None,
         )?;
         Ok(ScriptOutput {
             stdout_truncated: run.stdout.truncated(),
@@ -245,18 +276,22 @@ impl Sandbox {
         })
     }
 
-    /// Runs `main` (one of `files`) in a fresh private directory under the current plan.
+    /// Runs `main` (one of `files`) in a fresh private directory under the current plan; with
+    /// a referee, the program gets its two pipes to the referee (their descriptor numbers as
+    /// the last arguments) and the referee gets `job`.
     pub(crate) fn launch(
         &self,
         files: &[(&str, &[u8])],
         main: &str,
         stdin: Option<&[u8]>,
         limits: LaunchLimits,
+        referee: Option<(&Referee, Vec<u8>)>,
     ) -> Result<RawRun, SandboxError> {
-        self.launch_with(self.plan, &self.python, files, main, stdin, limits)
+        self.launch_with(self.plan, &self.python, files, main, stdin, limits, referee)
     }
 
     /// As [`Sandbox::launch`], with an explicit plan and interpreter (used by the probe).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn launch_with(
         &self,
         plan: IsolationPlan,
@@ -265,6 +300,7 @@ impl Sandbox {
         main: &str,
         stdin: Option<&[u8]>,
         limits: LaunchLimits,
+        referee: Option<(&Referee, Vec<u8>)>,
     ) -> Result<RawRun, SandboxError> {
         let credentials = plan.drop_privileges.then(|| {
             let id = uid::next_uid(self.uid_start);
@@ -277,6 +313,20 @@ impl Sandbox {
         let stdin_path = match stdin {
             Some(bytes) => Some(dir.write("stdin.bin", bytes)?),
             None => None,
+        };
+        let (pass_fds, session) = match referee {
+            Some((referee, job)) => {
+                let (request_read, request_write) = runner::pipe()?;
+                let (answer_read, answer_write) = runner::pipe()?;
+                let session = RefereeSession {
+                    referee,
+                    request_write,
+                    answer_read,
+                    job,
+                };
+                (vec![request_read, answer_write], Some(session))
+            }
+            None => (Vec::new(), None),
         };
         let request = RunRequest {
             python,
@@ -293,9 +343,11 @@ impl Sandbox {
             deadline: limits.deadline,
             idle_timeout: limits.idle,
             output_cap: self.config.limits.captured_output,
+            pass_fds,
+            referee: session,
             results_cap: 64 << 20,
         };
-        let run = runner::run(&request);
+        let run = runner::run(request);
         dir.remove()?;
         run
     }

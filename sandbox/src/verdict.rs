@@ -112,6 +112,27 @@ impl IsolationReport {
     pub fn contains_processes(&self) -> bool {
         self.pid_namespace && self.unprivileged_user
     }
+
+    /// The protections of full isolation that are not in force, in words.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            (self.network_namespace, "a network namespace"),
+            (self.pid_namespace, "a PID namespace"),
+            (self.mount_namespace, "a mount namespace"),
+            (self.private_tmp, "a private /tmp"),
+            (self.unprivileged_user, "a dedicated unprivileged user"),
+            (self.seccomp, "the seccomp filter"),
+        ]
+        .into_iter()
+        .filter(|(present, _)| !present)
+        .map(|(_, name)| name)
+        .collect()
+    }
+
+    /// Every protection is in force.
+    pub fn is_complete(&self) -> bool {
+        self.missing().is_empty()
+    }
 }
 
 /// How the run went, as seen from outside the program.

@@ -1,10 +1,10 @@
-//! The harness's Python comparison must agree with `compare.rs` on every rule: both are run
+//! The referee's Python comparison must agree with `compare.rs` on every rule: both are run
 //! on the same table of outputs and their answers compared.
 
 mod common;
 
 use mars2_sandbox::compare::{functional_matches, stdout_matches};
-use mars2_sandbox::HARNESS_SOURCE;
+use mars2_sandbox::REFEREE_SOURCE;
 
 const STDOUT_CASES: &[(&str, &str)] = &[
     ("YES\n", "YES"),
@@ -58,11 +58,11 @@ const FUNCTIONAL_CASES: &[(&str, &str)] = &[
 
 #[test]
 fn python_and_rust_comparisons_agree() {
-    // The harness's functions without its entry point.
-    let library = HARNESS_SOURCE
+    // The referee's functions without its entry point.
+    let library = REFEREE_SOURCE
         .trim_end()
-        .strip_suffix("main()")
-        .expect("harness ends by calling main()");
+        .strip_suffix("if __name__ == \"__main__\":\n    main()")
+        .expect("the referee ends by calling main()");
     let script = format!(
         r#"{library}
 import json, sys

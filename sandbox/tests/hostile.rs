@@ -500,7 +500,8 @@ print("denied" if all(r == -1 and e == errno.EPERM for r, e in results) else res
 #[test]
 fn forged_harness_events_are_ignored() {
     let _lock = one_at_a_time();
-    // Writes a fake "all passed" report on every descriptor it can find.
+    // Writes a fake "all passed" report on every descriptor it can find: on its answer
+    // channel that garbles its own answer, which is the program's runtime error.
     let code = r#"
 import os
 fake = b'{"ev": "pass", "i": 0, "nonce": "x"}\n{"ev": "done", "nonce": "x"}\n'
@@ -512,5 +513,7 @@ for fd in range(3, 64):
 print("wrong")
 "#;
     let verdict = judge(code, "right");
-    assert_eq!(verdict.kind, VerdictKind::WrongAnswer, "{verdict:#?}");
+    assert_eq!(verdict.kind, VerdictKind::RuntimeError, "{verdict:#?}");
+    let error = verdict.failure.and_then(|f| f.error).unwrap_or_default();
+    assert!(error.contains("could not be read"), "{error}");
 }

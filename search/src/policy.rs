@@ -102,10 +102,21 @@ impl<B: Backend> EnginePolicy<B> {
         model: usize,
         weights: mars2_models::Transformer<B>,
     ) -> Result<u64> {
+        self.update_weights_as(model, weights, 0)
+    }
+
+    /// As [`EnginePolicy::update_weights`], numbering the weights `version` when it is newer
+    /// than the current one (a resumed run continues its numbering).
+    pub fn update_weights_as(
+        &self,
+        model: usize,
+        weights: mars2_models::Transformer<B>,
+        version: u64,
+    ) -> Result<u64> {
         let served = self.served(model)?;
         let version = self
             .engine
-            .update_weights(served.agent, weights)
+            .update_weights_as(served.agent, weights, version)
             .map_err(|e| SearchError::Generation(e.to_string()))?;
         served.weights_version.store(version, Ordering::SeqCst);
         Ok(version)
@@ -182,7 +193,6 @@ impl<B: Backend> EnginePolicy<B> {
     ) -> Result<Generation> {
         let served = self.served(request.model)?;
         let prompt = self.encode(request.model, request.messages)?;
-        let weights_version = served.weights_version.load(Ordering::SeqCst);
         let params = SamplingParams {
             seed: request.seed,
             ..params.unwrap_or(&served.params).clone()
@@ -215,7 +225,9 @@ impl<B: Backend> EnginePolicy<B> {
                 FinishReason::Length => "length",
             }
             .to_string(),
-            weights_version,
+            // The engine restarts a generation whose weights change under it: every token
+            // comes from the version it reports.
+            weights_version: output.weights_version,
         })
     }
 }

@@ -454,6 +454,8 @@ fn quantized_matmul_checks<B: Backend>(device: &B::Device, gpu: bool) {
     use mars2_models::kernels::quantized::{fused_matmul, MAX_FUSED_ROWS};
     use mars2_models::kernels::{quantized_linear, QuantizedMatrix};
     use mars2_models::{QuantFormat, QuantizedBlocks};
+    // Every shape is measured and printed before anything is asserted.
+    let mut failures = Vec::new();
     for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
         for (i, &(m, n, k)) in [
             (1, 70, 96),
@@ -479,35 +481,58 @@ fn quantized_matmul_checks<B: Backend>(device: &B::Device, gpu: bool) {
             );
             let dense = host(w.dequantize());
             let values = blocks.dequantize();
-            assert!(
-                max_diff(&dense, &values) < allowed(&values, 1e-6),
-                "{format:?} {n}x{k}: unpacking differs"
-            );
+            let unpacking = max_diff(&dense, &values);
+            if unpacking >= allowed(&values, 1e-6) {
+                failures.push(format!(
+                    "{format:?} {n}x{k}: unpacking differs by {unpacking}"
+                ));
+            }
             let x = as_stored::<B>(x, device);
             let expected = reference::quantized_matmul(&x, m, &blocks);
             let xt = tensor::<B, 2>(x, [m, k], device);
             let tolerance = allowed(&expected, 2e-4 * (k as f32).sqrt());
             let y = host(quantized_linear(xt.clone().reshape([1, m, k]), &w));
             let err = max_diff(&y, &expected);
-            assert!(err < tolerance, "{format:?} {m}x{k}·{n}: {err}");
+            // Burn's f32 matmul on CUDA rounds like TF32 (8.9e-3 at k = 96 on an H200).
+            let stock_tolerance = if gpu {
+                allowed(&expected, 3e-3 * (k as f32).sqrt())
+            } else {
+                tolerance
+            };
             let stock = host(stock::linear_transposed(
                 xt.clone().reshape([1, m, k]),
                 w.dequantize(),
             ));
-            let err = max_diff(&stock, &expected);
-            assert!(
-                half_precision() || err < tolerance,
-                "{format:?} {m}x{k}·{n} stock: {err}"
-            );
+            let stock_err = max_diff(&stock, &expected);
             let fused = fused_matmul(&xt, &w);
-            // The ndarray host kernel and the GPU kernel both take up to 16 rows.
-            assert_eq!(
-                fused.is_some(),
-                m <= MAX_FUSED_ROWS,
-                "{format:?} {m} rows (gpu: {gpu}): fused kernel used"
+            println!(
+                "{format:?} {m}x{k}·{n}: quantized_linear {err:.2e}, stock {stock_err:.2e} \
+                 (allowed {tolerance:.2e} through the fused kernel, {stock_tolerance:.2e} \
+                 through the stock product), fused kernel used: {}",
+                fused.is_some()
             );
+            // Past the fused kernel's rows, `quantized_linear` is the stock dense product.
+            let kernel_tolerance = if fused.is_some() {
+                tolerance
+            } else {
+                stock_tolerance
+            };
+            if err >= kernel_tolerance {
+                failures.push(format!("{format:?} {m}x{k}·{n}: kernel {err}"));
+            }
+            if !half_precision() && stock_err >= stock_tolerance {
+                failures.push(format!("{format:?} {m}x{k}·{n}: stock {stock_err}"));
+            }
+            // The ndarray host kernel and the GPU kernel both take up to 16 rows.
+            if fused.is_some() != (m <= MAX_FUSED_ROWS) {
+                failures.push(format!(
+                    "{format:?} {m} rows (gpu: {gpu}): fused kernel used: {}",
+                    fused.is_some()
+                ));
+            }
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 on_test_device!(quantized_matmul_matches_reference, |d: &B::Device, gpu| {

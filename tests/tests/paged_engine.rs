@@ -180,3 +180,59 @@ fn out_of_blocks_preempts_and_recomputes_without_losing_requests() {
     );
     assert!(stats.peak_kv_bytes <= 24 * 2048);
 }
+
+/// The fixture's weights with every parameter scaled, so that they write other tokens.
+fn other_weights() -> LoadedModel<Cpu> {
+    use burn::module::{Module, ModuleMapper, Param};
+    use burn::tensor::{backend::Backend, Tensor};
+    struct Scale;
+    impl<B: Backend> ModuleMapper<B> for Scale {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            Param::from_mapped_value(id, tensor.mul_scalar(1.7), mapper)
+        }
+    }
+    let mut loaded = model();
+    loaded.model = loaded.model.map(&mut Scale);
+    loaded
+}
+
+#[test]
+fn requests_under_way_when_weights_change_start_over_on_the_new_weights() {
+    let requests: Vec<_> = prompts()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| request(p, i))
+        .collect();
+    let new = other_weights();
+    let expected = reference(&new, &requests);
+    assert_ne!(
+        expected,
+        reference(&model(), &requests),
+        "the new weights write something else"
+    );
+
+    let loaded = model();
+    let mut engine = EngineCore::<Cpu>::new(EngineConfig::default(), Default::default());
+    let agent = engine
+        .add_agent("tiny", loaded.model, loaded.config, None)
+        .unwrap();
+    let ids: Vec<_> = requests
+        .iter()
+        .map(|r| engine.submit(agent, 0, r.clone()).unwrap())
+        .collect();
+    // Prefill and a few tokens on the old weights, then the update.
+    for _ in 0..3 {
+        engine.step();
+    }
+    assert!(engine.take_finished().is_empty(), "still under way");
+    assert_eq!(engine.update_weights(agent, new.model.clone()).unwrap(), 1);
+    let mut results = engine.run_until_idle();
+    let got: Vec<GenerationOutput> = ids
+        .iter()
+        .map(|id| results.remove(id).unwrap().unwrap())
+        .collect();
+    assert_same(&got, &expected);
+    assert!(got.iter().all(|g| g.weights_version == 1));
+    assert_eq!(engine.stats().restarted_for_new_weights, requests.len());
+}

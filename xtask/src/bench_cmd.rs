@@ -20,11 +20,12 @@ use crate::model_task::{with_model, WithModel};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `engine` (decode, tree workload, KV memory) or `kernels` (each fused
-    /// kernel against Burn's stock ops).
+    /// What to measure: `engine` (decode, tree workload, KV memory), `kernels` (each fused
+    /// kernel against Burn's stock ops) or `train-step` (one GSPO update of a random model of
+    /// the `--model` shape).
     pub what: String,
-    /// A registered model, a checkpoint path, or `random:smollm2-135m` (that shape, random
-    /// weights: no download).
+    /// A registered model, a checkpoint path, or `random:smollm2-135m` /
+    /// `random:qwen2.5-coder-0.5b` (that shape, random weights: no download).
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
     #[arg(long, default_value = "cpu")]
@@ -55,13 +56,44 @@ pub struct BenchArgs {
     pub temperature: f32,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Also time each decode step by stage (host preparation, issuing the layers, waiting for
+    /// the device, head + sampling), waiting for the device after each stage.
+    #[arg(long)]
+    pub profile: bool,
+    /// train-step: sequences in the update.
+    #[arg(long, default_value_t = 8)]
+    pub sequences: usize,
+    /// train-step: prompt tokens per sequence.
+    #[arg(long, default_value_t = 100)]
+    pub prompt_tokens: usize,
+    /// train-step: response tokens per sequence (the tokens trained on).
+    #[arg(long, default_value_t = 200)]
+    pub response_tokens: usize,
+    /// train-step: β of the KL term (0 runs no reference model).
+    #[arg(long, default_value_t = 1e-3)]
+    pub kl_beta: f64,
+    /// train-step: timed updates (after one warm-up update).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what.as_str() {
         "engine" => {}
         "kernels" => return crate::bench_kernels::run(args.device, args.json),
-        other => bail!("unknown benchmark {other:?} (known: engine, kernels)"),
+        "train-step" => {
+            return crate::bench_train_step::run(crate::bench_train_step::TrainStepBench {
+                model: args.model,
+                device: args.device,
+                sequences: args.sequences,
+                prompt_tokens: args.prompt_tokens,
+                response_tokens: args.response_tokens,
+                kl_beta: args.kl_beta,
+                steps: args.steps,
+                json: args.json,
+            })
+        }
+        other => bail!("unknown benchmark {other:?} (known: engine, kernels, train-step)"),
     }
     if args.tree.len() != 4 {
         bail!("--tree takes four numbers: children,shared,new,generated");
@@ -87,6 +119,15 @@ impl BenchArgs {
             },
         }
     }
+}
+
+/// Keeps a figure for the table; with `--json`, prints it at once (so that a run cut short
+/// still leaves what it measured).
+fn record(results: &mut Vec<serde_json::Value>, json: bool, value: serde_json::Value) {
+    if json {
+        println!("{value}");
+    }
+    results.push(value);
 }
 
 impl WithModel for BenchArgs {
@@ -180,7 +221,45 @@ impl WithModel for BenchArgs {
                 }
                 None => None,
             };
-            results.push(json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate, "paged_quantized_tokens_per_s": quantized_rate, "quantized_format": self.quantize.map(|f| f.name())}));
+            if self.profile {
+                let profiled = |n: usize| -> Result<mars2_engine::scheduler::StepProfile> {
+                    let mut core = EngineCore::<B>::new(
+                        EngineConfig {
+                            prefix_reuse: false,
+                            profile: true,
+                            ..config.clone()
+                        },
+                        device.clone(),
+                    );
+                    let agent =
+                        core.add_agent("bench", loaded.model.clone(), loaded.config.clone(), None)?;
+                    for i in 0..batch {
+                        core.submit(agent, i as u64, self.request(prompt.clone(), n))?;
+                    }
+                    core.run_until_idle();
+                    Ok(core.stats().profile)
+                };
+                let (long, short) = (profiled(self.new_tokens + 1)?, profiled(1)?);
+                let steps = (long.passes - short.passes).max(1) as f64;
+                let ms = |a: f64, b: f64| 1e3 * (a - b) / steps;
+                let stages = json!({
+                    "prepare_ms": ms(long.prepare, short.prepare),
+                    "issue_ms": ms(long.issue, short.issue),
+                    "device_wait_ms": ms(long.device_wait, short.device_wait),
+                    "sample_ms": ms(long.sample, short.sample),
+                });
+                eprintln!("decode batch {batch}, one step by stage (ms): {stages}");
+                record(
+                    &mut results,
+                    self.json,
+                    json!({"figure": "decode_profile", "batch": batch, "stages": stages}),
+                );
+            }
+            record(
+                &mut results,
+                self.json,
+                json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate, "paged_quantized_tokens_per_s": quantized_rate, "quantized_format": self.quantize.map(|f| f.name())}),
+            );
             eprintln!(
                 "decode batch {batch}: paged {paged_rate:.1} tok/s, dense {dense_rate:.1} tok/s"
             );
@@ -206,12 +285,16 @@ impl WithModel for BenchArgs {
                 core.run_until_idle();
                 let seconds = t.elapsed().as_secs_f64();
                 let s = core.stats();
-                results.push(json!({
-                    "figure": "tree", "prefix_reuse": reuse, "children": children, "shared_prompt": shared,
-                    "new_prompt": fresh, "generated": generated, "wall_seconds": seconds,
-                    "prefilled_tokens": s.prefilled_tokens, "reused_tokens": s.reused_tokens,
-                    "peak_kv_mib": s.peak_kv_bytes as f64 / (1 << 20) as f64,
-                }));
+                record(
+                    &mut results,
+                    self.json,
+                    json!({
+                        "figure": "tree", "prefix_reuse": reuse, "children": children, "shared_prompt": shared,
+                        "new_prompt": fresh, "generated": generated, "wall_seconds": seconds,
+                        "prefilled_tokens": s.prefilled_tokens, "reused_tokens": s.reused_tokens,
+                        "peak_kv_mib": s.peak_kv_bytes as f64 / (1 << 20) as f64,
+                    }),
+                );
                 eprintln!(
                     "tree reuse={reuse}: {seconds:.1}s, {} tokens prefilled",
                     s.prefilled_tokens
@@ -223,15 +306,16 @@ impl WithModel for BenchArgs {
         let per_token =
             mars2_engine::paged::kv_bytes_per_token::<B>(c.num_layers, c.num_kv_heads, c.head_dim);
         let seq_tokens = prompt.len() + self.new_tokens;
-        results.push(json!({
-            "figure": "kv_memory", "bytes_per_token": per_token, "sequence_tokens": seq_tokens,
-            "bytes_per_sequence": seq_tokens.div_ceil(config.block_size) * config.block_size * per_token,
-        }));
+        record(
+            &mut results,
+            self.json,
+            json!({
+                "figure": "kv_memory", "bytes_per_token": per_token, "sequence_tokens": seq_tokens,
+                "bytes_per_sequence": seq_tokens.div_ceil(config.block_size) * config.block_size * per_token,
+            }),
+        );
 
         if self.json {
-            for r in &results {
-                println!("{r}");
-            }
             return Ok(());
         }
         let decoding = if self.temperature > 0.0 {
@@ -266,6 +350,28 @@ impl WithModel for BenchArgs {
                 r["dense_tokens_per_s"].as_f64().unwrap_or(0.0),
                 rate(&r["paged_quantized_tokens_per_s"]),
             );
+        }
+        let profiles: Vec<_> = results
+            .iter()
+            .filter(|r| r["figure"] == "decode_profile")
+            .collect();
+        if !profiles.is_empty() {
+            println!();
+            println!("one decode step by stage, ms (waiting for the device after each stage):");
+            println!("| batch | prepare | issue layers | device wait | head + sampling |");
+            println!("|------:|--------:|-------------:|------------:|----------------:|");
+            for r in profiles {
+                let s = &r["stages"];
+                let v = |k: &str| s[k].as_f64().unwrap_or(0.0);
+                println!(
+                    "| {:>5} | {:>7.3} | {:>12.3} | {:>11.3} | {:>15.3} |",
+                    r["batch"],
+                    v("prepare_ms"),
+                    v("issue_ms"),
+                    v("device_wait_ms"),
+                    v("sample_ms"),
+                );
+            }
         }
         let trees: Vec<_> = results.iter().filter(|r| r["figure"] == "tree").collect();
         if !trees.is_empty() {

@@ -52,6 +52,9 @@ pub struct SandboxArgs {
     /// Keep going past unreadable problem lines (they are reported on stderr).
     #[arg(long)]
     pub skip_bad_lines: bool,
+    /// Refuse to run unless every protection of the sandbox is in force.
+    #[arg(long)]
+    pub require_isolation: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,11 +133,7 @@ pub fn run(args: SandboxArgs) -> Result<()> {
         ..SandboxConfig::default()
     };
     config.limits.cpu_per_test = Duration::from_secs_f64(args.cpu_limit);
-    let sandbox = Sandbox::new(config).context("setting up the sandbox")?;
-    let isolation = sandbox.isolation();
-    if !isolation.network_namespace || !isolation.contains_processes() {
-        eprintln!("warning: weaker isolation on this machine: {isolation:?}");
-    }
+    let sandbox = crate::judging::start_sandbox(config, args.require_isolation)?;
 
     let tests = TestSet::from(args.tests);
     let submissions: Vec<Submission<'_>> = solutions

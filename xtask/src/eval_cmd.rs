@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use mars2_engine::{run_on, BackendTask, DeviceKind, EngineConfig, SamplingParams};
-use mars2_sandbox::{Problem, Sandbox, Split};
+use mars2_sandbox::{Problem, Sandbox, SandboxConfig, Split};
 use mars2_search::config::{AgentChoice, ContextMode, Method, SearchConfig};
 use mars2_search::diversity::distinct_algorithms;
 use mars2_search::records::{ProblemRecord, RunDir, REPORT_FILE, SUMMARY_FILE};
@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::benchmark::{load_benchmark, parse_split, Benchmark};
 use crate::gvendi_eval::run_g_vendi;
+use crate::judging::start_sandbox;
 use crate::rm_cmd::load_reward_model;
 use crate::team::{load_policy, resolve_models, team_of, ModelArg};
 
@@ -104,6 +105,10 @@ pub struct EvalArgs {
     /// the tokens a model writes after its program are never judged.
     #[arg(long)]
     pub stop_at_fence: bool,
+    /// Refuse to run unless every protection of the sandbox is in force (namespaces, a
+    /// dedicated user, seccomp); without it, a missing protection is only a warning.
+    #[arg(long)]
+    pub require_isolation: bool,
 }
 
 impl EvalArgs {
@@ -166,6 +171,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         problems.truncate(limit);
     }
     let settings = args.settings(&models);
+    let sandbox = start_sandbox(SandboxConfig::default(), args.require_isolation)?;
     let (run_dir, done) = RunDir::open(&args.out, &settings)?;
     let previous_wall = previous_wall_seconds(&args.out);
     let device = args.device;
@@ -179,6 +185,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             run_dir,
             settings,
             previous_wall,
+            sandbox,
         },
     )?
 }
@@ -200,6 +207,7 @@ struct EvalTask {
     run_dir: RunDir,
     settings: serde_json::Value,
     previous_wall: f64,
+    sandbox: Sandbox,
 }
 
 impl BackendTask for EvalTask {
@@ -214,6 +222,7 @@ impl BackendTask for EvalTask {
             run_dir,
             settings,
             previous_wall,
+            sandbox,
         } = self;
         let started = Instant::now();
         let engine = EngineConfig {
@@ -221,7 +230,6 @@ impl BackendTask for EvalTask {
             ..EngineConfig::default()
         };
         let policy = load_policy::<B>(&models, engine, &args.sampling(), args.quantize, &device)?;
-        let sandbox = Sandbox::with_defaults().context("starting the sandbox")?;
         let team = team_of(&models, args.multi_role);
         let agent_names: Vec<String> = team.iter().map(|a| a.name.clone()).collect();
         let config = args.search_config();
@@ -325,6 +333,7 @@ impl BackendTask for EvalTask {
             .map_err(|_| anyhow::anyhow!("run directory lock poisoned"))?;
         let mut summary_json = serde_json::to_value(&summary)?;
         summary_json["settings"] = settings.clone();
+        summary_json["isolation"] = serde_json::to_value(sandbox.isolation())?;
         // G-Vendi comes last and may fail (loading the proxy); the summary is written anyway.
         let g_vendi_line = args.g_vendi.then(|| {
             eprintln!(

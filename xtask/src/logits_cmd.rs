@@ -10,14 +10,14 @@ use mars2_models::LoadedModel;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::fetch_model::resolve_model_arg;
-use crate::generate_cmd::parse_ids;
 use crate::model_task::{with_model, WithModel};
 
 #[derive(clap::Args, Debug)]
 pub struct LogitsArgs {
     #[arg(long)]
     pub model: String,
-    #[arg(long = "input-ids", value_parser = parse_ids)]
+    /// The token sequence, comma-separated (`1,2,3`).
+    #[arg(long = "input-ids", value_delimiter = ',', required = true)]
     pub input_ids: Vec<u32>,
     #[arg(long)]
     pub out: PathBuf,

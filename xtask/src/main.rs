@@ -2,12 +2,15 @@
 
 mod bench_cmd;
 mod bench_kernels;
+mod bench_train_step;
 mod benchmark;
 mod cmd_sandbox;
 mod eval_cmd;
 mod fetch_model;
 mod generate_cmd;
 mod gvendi_eval;
+mod judging;
+mod kill_point;
 mod logits_cmd;
 mod model_task;
 mod plot_cmd;
@@ -16,6 +19,7 @@ mod rm_cmd;
 mod sft_cmd;
 mod team;
 mod test_cmd;
+mod train_checkpoints;
 mod train_cmd;
 mod train_config;
 mod train_rollout;

@@ -21,14 +21,17 @@ use mars2_models::{load_model, ChatTemplate, TextTokenizer};
 use mars2_rl::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, LossKind, TrainerConfig};
-use mars2_sandbox::{Problem, Sandbox, Split};
+use mars2_sandbox::{Problem, Sandbox, SandboxConfig, Split};
 use serde_json::json;
 
 use crate::benchmark::{load_benchmark, Benchmark};
+use crate::judging::start_sandbox;
+use crate::kill_point::kill_point;
 use crate::plots::write_training_plots;
 use crate::team::{load_policy, resolve_models, team_of, ModelArg};
+use crate::train_checkpoints::RunCheckpoints;
 use crate::train_config::{Algorithm, TrainConfig};
-use crate::train_rollout::{append_rollouts, evaluate, rollout, ROLLOUTS_FILE};
+use crate::train_rollout::{append_rollouts, evaluate, rollout, HeldOut, ROLLOUTS_FILE};
 use crate::train_round::{
     keep_rounds_before, round_problems, RoundContext, RoundRollout, METRICS_FILE,
 };
@@ -45,6 +48,11 @@ pub struct TrainArgs {
     /// round): weights, optimizer state, step and round counters.
     #[arg(long)]
     pub resume: bool,
+    /// Refuse to train unless every protection of the sandbox is in force (on by default: a
+    /// policy rewarded for escaping its grader learns to escape it); `--require-isolation
+    /// false` accepts weaker isolation with a warning.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_isolation: bool,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -57,6 +65,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     config.validate()?;
     let device: DeviceKind = config.device.parse()?;
+    let sandbox = start_sandbox(SandboxConfig::default(), args.require_isolation)?;
     let models = resolve_models(&config.agents)?;
     let mbpp = Benchmark::Mbpp;
     let mut train = load_benchmark(&mbpp, Split::Train)?;
@@ -87,6 +96,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             train,
             held_out,
             resume: args.resume,
+            sandbox,
         },
     )?
 }
@@ -97,6 +107,7 @@ struct TrainTask {
     train: Vec<Problem>,
     held_out: Vec<Problem>,
     resume: bool,
+    sandbox: Sandbox,
 }
 
 /// Tokenizer and chat template of a model, kept for its checkpoints.
@@ -116,9 +127,9 @@ impl BackendTask for TrainTask {
             train,
             held_out,
             resume,
+            sandbox,
         } = self;
         let started = Instant::now();
-        let sandbox = Sandbox::with_defaults().context("starting the sandbox")?;
         let rollout_params = SamplingParams {
             temperature: config.sampling.temperature,
             top_p: config.sampling.top_p,
@@ -155,25 +166,42 @@ impl BackendTask for TrainTask {
             ));
         }
 
-        let checkpoint_dir = |i: usize| config.out.join("checkpoints").join(&models[i].name);
+        let checkpoints = RunCheckpoints::new(&config.out);
+        let resume_from = if resume { checkpoints.latest()? } else { None };
+        if resume && resume_from.is_none() {
+            eprintln!(
+                "{}: no complete checkpoint yet; starting from round 0",
+                config.out.display()
+            );
+        }
+        if resume_from.is_none() {
+            checkpoints.clear()?;
+        }
         let mut first_round = 0;
         let mut before = Vec::new();
-        if resume {
+        if let Some(round) = resume_from {
+            first_round = round + 1;
             for (i, trainer) in trainers.iter_mut().enumerate() {
-                let state = load_checkpoint(&checkpoint_dir(i), trainer, &device)?;
-                first_round = state["round"].as_u64().map_or(0, |r| r as usize + 1);
-                before.push(state["pass_rate_before"].as_f64().unwrap_or(0.0));
-                let weights = trainer
-                    .inference_model()
-                    .ok_or_else(|| anyhow!("trainer lost its model"))?;
-                trainer.weights_version = policy.update_weights(i, weights)?;
+                let dir = checkpoints.agent_dir(round, &models[i].name);
+                let state = load_checkpoint(&dir, trainer, &device)?;
+                before.push(
+                    serde_json::from_value(state["held_out_before"].clone())
+                        .with_context(|| format!("{}: no held-out figures", dir.display()))?,
+                );
+                if trainer.step > 0 {
+                    let weights = trainer
+                        .inference_model()
+                        .ok_or_else(|| anyhow!("trainer lost its model"))?;
+                    trainer.weights_version =
+                        policy.update_weights_as(i, weights, trainer.step as u64)?;
+                }
             }
             eprintln!("resuming at round {first_round}");
         }
         let metrics_path = config.out.join(METRICS_FILE);
         let rollouts_path = config.out.join(ROLLOUTS_FILE);
         for path in [&metrics_path, &rollouts_path] {
-            keep_rounds_before(path, if resume { first_round } else { 0 })?;
+            keep_rounds_before(path, first_round)?;
         }
         let mut metrics_file = OpenOptions::new()
             .create(true)
@@ -201,13 +229,13 @@ impl BackendTask for TrainTask {
         std::thread::scope(|scope| -> Result<()> {
             // A fresh run evaluates the starting weights beside the first rollout (the engine
             // batches both); the first update waits for that evaluation.
-            let mut before_eval = (!resume).then(|| {
+            let mut before_eval = resume_from.is_none().then(|| {
                 let (policy, models, held_out) = (&policy, &models, &held_out);
                 let (eval_params, sandbox, config) = (&eval_params, &sandbox, &config);
                 scope
                     .spawn(move || evaluate(policy, models, held_out, eval_params, sandbox, config))
             });
-            let mut join_before = |before: &mut Vec<f64>| -> Result<()> {
+            let mut join_before = |before: &mut Vec<HeldOut>| -> Result<()> {
                 if let Some(handle) = before_eval.take() {
                     *before = handle
                         .join()
@@ -242,6 +270,7 @@ impl BackendTask for TrainTask {
                         .map_err(|_| anyhow!("the rollout thread stopped"))??,
                     None => grow(round)?,
                 };
+                kill_point("rollout", round);
                 append_rollouts(&config.out, round, &grown.runs)?;
                 progress.set_message("held-out evaluation");
                 join_before(&mut before)?;
@@ -252,10 +281,16 @@ impl BackendTask for TrainTask {
                     policy: &policy,
                     progress: &progress,
                 };
+                let mut updates = 0;
                 round_metrics.train(grown, &mut trainers, &mut |line| {
                     writeln!(metrics_file, "{line}")
                         .and_then(|_| metrics_file.flush())
-                        .with_context(|| format!("writing {}", metrics_path.display()))
+                        .with_context(|| format!("writing {}", metrics_path.display()))?;
+                    updates += 1;
+                    if updates == 1 {
+                        kill_point("update", round);
+                    }
+                    Ok(())
                 })?;
                 for i in 0..models.len() {
                     let export = ExportInfo {
@@ -265,10 +300,19 @@ impl BackendTask for TrainTask {
                     };
                     let state = json!({
                         "round": round,
-                        "pass_rate_before": before[i],
+                        "held_out_before": before[i],
                     });
-                    save_checkpoint(&checkpoint_dir(i), &trainers[i], &export, state)?;
+                    save_checkpoint(
+                        &checkpoints.agent_dir(round, &models[i].name),
+                        &trainers[i],
+                        &export,
+                        state,
+                    )?;
+                    if i == 0 {
+                        kill_point("checkpoint", round);
+                    }
                 }
+                checkpoints.commit(round)?;
                 progress.inc(1);
             }
             join_before(&mut before)
@@ -288,23 +332,33 @@ impl BackendTask for TrainTask {
             held_out.len(),
             seconds
         );
-        println!("| agent | updates | held-out pass rate before | after |");
-        println!("|---|---|---|---|");
+        println!(
+            "| agent | updates | held-out pass rate before | after | not judged (grader failed) |"
+        );
+        println!("|---|---|---|---|---|");
         let mut rows = Vec::new();
         for (i, m) in models.iter().enumerate() {
             println!(
-                "| {} | {} | {:.1}% | {:.1}% |",
+                "| {} | {} | {:.1}% ({}/{}) | {:.1}% ({}/{}) | {} / {} |",
                 m.name,
                 trainers[i].step,
-                100.0 * before[i],
-                100.0 * after[i]
+                100.0 * before[i].pass_rate(),
+                before[i].passed,
+                before[i].judged,
+                100.0 * after[i].pass_rate(),
+                after[i].passed,
+                after[i].judged,
+                before[i].sandbox_failures,
+                after[i].sandbox_failures,
             );
             rows.push(json!({
                 "agent": m.name,
                 "updates": trainers[i].step,
                 "left_over_samples": trainers[i].buffered(),
-                "pass_rate_before": before[i],
-                "pass_rate_after": after[i],
+                "pass_rate_before": before[i].pass_rate(),
+                "pass_rate_after": after[i].pass_rate(),
+                "held_out_before": before[i],
+                "held_out_after": after[i],
             }));
         }
         let summary = json!({
@@ -312,6 +366,7 @@ impl BackendTask for TrainTask {
             "train_problems": train.len(),
             "held_out_problems": held_out.len(),
             "wall_seconds": seconds,
+            "isolation": sandbox.isolation(),
             "agents": rows,
         });
         let path = config.out.join("summary.json");

@@ -107,6 +107,9 @@ pub struct ShapingSection {
     pub gamma: f64,
     pub lambda: f64,
     pub dynamic_filtering: bool,
+    /// Overlong penalty over the last `overlong_buffer` tokens before `sampling.max_new_tokens`
+    /// (`−min(|y| − (L_max − buf), buf)/buf`); 0 turns it off.
+    pub overlong_buffer: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +210,7 @@ impl Default for ShapingSection {
             gamma: 0.5,
             lambda: 0.5,
             dynamic_filtering: false,
+            overlong_buffer: 0,
         }
     }
 }
@@ -259,6 +263,28 @@ impl TrainConfig {
         }
         if !matches!(self.train.loss.as_str(), "gspo" | "grpo") {
             bail!("train.loss must be gspo or grpo, not {:?}", self.train.loss);
+        }
+        if self.sampling.top_p < 1.0 {
+            bail!(
+                "sampling.top_p = {}: the trainer computes log-probs under the full softmax at \
+                 the rollout temperature, so rollouts must sample from that same distribution \
+                 (top_p = 1.0); a nucleus cut would make every importance ratio wrong",
+                self.sampling.top_p
+            );
+        }
+        if self.sampling.temperature.is_nan() || self.sampling.temperature <= 0.0 {
+            bail!(
+                "sampling.temperature = {}: training rollouts sample (the log-probs are taken at \
+                 that temperature); use a positive value",
+                self.sampling.temperature
+            );
+        }
+        if self.shaping.overlong_buffer > self.sampling.max_new_tokens {
+            bail!(
+                "shaping.overlong_buffer = {} is longer than sampling.max_new_tokens = {}",
+                self.shaping.overlong_buffer,
+                self.sampling.max_new_tokens
+            );
         }
         Ok(())
     }
@@ -329,5 +355,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("two or more"));
+    }
+
+    #[test]
+    fn rollouts_must_sample_from_the_distribution_the_trainer_scores() {
+        let mut nucleus = TrainConfig::default();
+        nucleus.sampling.top_p = 0.95;
+        let err = nucleus.validate().unwrap_err().to_string();
+        assert!(err.contains("top_p = 0.95"), "{err}");
+        let mut greedy = TrainConfig::default();
+        greedy.sampling.temperature = 0.0;
+        assert!(greedy
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature"));
+        let mut overlong = TrainConfig::default();
+        overlong.shaping.overlong_buffer = 1000;
+        assert!(overlong
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("overlong_buffer"));
     }
 }

@@ -14,6 +14,7 @@ use mars2_sandbox::{Problem, Sandbox};
 use mars2_search::config::{AgentSpec, Method, SearchConfig};
 use mars2_search::runner::{run_problems, ProblemRun, SearchContext};
 use mars2_search::EnginePolicy;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::team::ModelArg;
@@ -21,6 +22,40 @@ use crate::train_config::{Algorithm, TrainConfig};
 
 /// The rollout log of a run directory: one line per tree.
 pub const ROLLOUTS_FILE: &str = "rollouts.jsonl";
+
+/// One agent's held-out evaluation: answers that passed every hidden test among those the
+/// grader judged, and answers the grader could not judge (counted apart, in no rate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    pub passed: usize,
+    pub judged: usize,
+    pub sandbox_failures: usize,
+}
+
+impl HeldOut {
+    /// Passed over judged (0 when nothing was judged).
+    pub fn pass_rate(&self) -> f64 {
+        if self.judged == 0 {
+            0.0
+        } else {
+            self.passed as f64 / self.judged as f64
+        }
+    }
+
+    fn count(runs: &[ProblemRun]) -> HeldOut {
+        let mut held_out = HeldOut::default();
+        for node in runs.iter().flat_map(|r| r.tree.generated()) {
+            match node.hidden.as_ref() {
+                Some(j) if j.reward().is_none() => held_out.sandbox_failures += 1,
+                judgement => {
+                    held_out.judged += 1;
+                    held_out.passed += judgement.is_some_and(|j| j.accepted()) as usize;
+                }
+            }
+        }
+        held_out
+    }
+}
 
 /// Grows one training tree per problem (all tests guide; the tree always reaches its budget).
 pub fn rollout<B: Backend>(
@@ -93,7 +128,7 @@ pub fn evaluate<B: Backend>(
     eval_params: &SamplingParams,
     sandbox: &Sandbox,
     config: &TrainConfig,
-) -> Result<Vec<f64>> {
+) -> Result<Vec<HeldOut>> {
     let refs: Vec<&Problem> = problems.iter().collect();
     let greedy = policy.with_sampling(eval_params.clone());
     let mut search = SearchConfig::for_eval(Method::Sample, config.eval.samples.max(1));
@@ -111,7 +146,7 @@ pub fn evaluate<B: Backend>(
             .enumerate()
             .map(|(i, m)| {
                 let (greedy, search, refs) = (&greedy, &search, &refs);
-                scope.spawn(move || -> Result<f64> {
+                scope.spawn(move || -> Result<HeldOut> {
                     let team = [AgentSpec::new(m.name.clone(), i)];
                     let ctx = SearchContext {
                         config: search,
@@ -121,15 +156,7 @@ pub fn evaluate<B: Backend>(
                         scorer: None,
                     };
                     let runs = collect(&ctx, refs, concurrency)?;
-                    let (passed, total) = runs
-                        .iter()
-                        .flat_map(|r| r.tree.generated())
-                        .fold((0, 0), |(p, t), n| (p + n.passes_hidden() as usize, t + 1));
-                    Ok(if total == 0 {
-                        0.0
-                    } else {
-                        passed as f64 / total as f64
-                    })
+                    Ok(HeldOut::count(&runs))
                 })
             })
             .collect();

@@ -68,7 +68,10 @@ impl<B: Backend> RoundContext<'_, B> {
                 self.config.shaping.gamma
             },
             lambda: self.config.shaping.lambda,
-            overlong: None,
+            overlong: (self.config.shaping.overlong_buffer > 0).then_some((
+                self.config.sampling.max_new_tokens,
+                self.config.shaping.overlong_buffer,
+            )),
             dynamic_filtering: self.config.shaping.dynamic_filtering,
         };
         let nodes: Vec<_> = grown.runs.iter().flat_map(|r| r.tree.generated()).collect();
@@ -106,7 +109,10 @@ impl<B: Backend> RoundContext<'_, B> {
                 let weights = trainer
                     .inference_model()
                     .ok_or_else(|| anyhow!("trainer lost its model"))?;
-                trainer.weights_version = self.policy.update_weights(model, weights)?;
+                // Weights are numbered by updates, as a resumed run numbers them too.
+                trainer.weights_version =
+                    self.policy
+                        .update_weights_as(model, weights, trainer.step as u64)?;
                 write(json!({
                     "round": grown.round,
                     "agent": name,

@@ -89,7 +89,14 @@ impl KvManager {
     /// New weights for `agent`: cached blocks of older versions become unreachable and those no
     /// sequence uses are freed at once.
     pub fn bump_version(&mut self, agent: AgentId) -> u64 {
-        self.versions[agent.0] += 1;
+        let next = self.versions[agent.0] + 1;
+        self.bump_version_to(agent, next)
+    }
+
+    /// As [`KvManager::bump_version`], to `version` (or one past the current version if
+    /// `version` is not newer): a resumed run numbers its weights as the run it continues.
+    pub fn bump_version_to(&mut self, agent: AgentId, version: u64) -> u64 {
+        self.versions[agent.0] = version.max(self.versions[agent.0] + 1);
         let version = self.versions[agent.0];
         for block in self.index.remove_stale(agent, version) {
             self.pool.uncache(agent, block);

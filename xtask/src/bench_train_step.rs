@@ -1,0 +1,147 @@
+//! `cargo xtask bench train-step`: the time of one GSPO update (policy forward and backward
+//! per sequence, the frozen reference's forward when the KL term is on, global-norm clipping,
+//! AdamW) on a model of a named shape with random weights, as `cargo xtask train` runs it.
+//! `benches/python/torch_gspo_step.py` times the same update in PyTorch for comparison.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_models::Transformer;
+use mars2_rl::logprobs::response_logprobs_at;
+use mars2_rl::schedule::LrSchedule;
+use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
+use serde_json::json;
+
+use crate::model_task::random_shape;
+
+/// The update's shape.
+#[derive(Debug, Clone)]
+pub struct TrainStepBench {
+    pub model: String,
+    pub device: DeviceKind,
+    pub sequences: usize,
+    pub prompt_tokens: usize,
+    pub response_tokens: usize,
+    pub kl_beta: f64,
+    pub steps: usize,
+    pub json: bool,
+}
+
+impl BackendTask for TrainStepBench {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let Some(config) = random_shape(std::path::Path::new(&self.model))? else {
+            bail!(
+                "bench train-step takes a model shape (random:smollm2-135m or \
+                 random:qwen2.5-coder-0.5b), not {:?}",
+                self.model
+            );
+        };
+        let model = Transformer::<Autodiff<B>>::random(&config, &device);
+        let vocab = config.vocab_size as u32;
+        let token = |i: usize| (i as u32).wrapping_mul(7919).wrapping_add(13) % vocab.max(1);
+        let temperature = 0.7;
+        // Sequences of the same length with advantages of both signs; the rollout log-probs
+        // are the model's own, shifted so that the importance ratios differ from 1.
+        let make_samples = |model: &Transformer<Autodiff<B>>| -> Vec<TrainSample> {
+            (0..self.sequences)
+                .map(|s| {
+                    let base = 100_000 * (s + 1);
+                    let prompt: Vec<u32> =
+                        (0..self.prompt_tokens).map(|i| token(base + i)).collect();
+                    let response: Vec<u32> = (0..self.response_tokens)
+                        .map(|i| token(base + 50_000 + i))
+                        .collect();
+                    let own: Vec<f32> =
+                        response_logprobs_at(model, &prompt, &response, temperature, &device)
+                            .to_data()
+                            .iter::<f32>()
+                            .collect();
+                    let shift = if s % 2 == 0 { 0.01 } else { -0.01 };
+                    TrainSample {
+                        prompt,
+                        response,
+                        rollout_logprobs: own.iter().map(|lp| lp + shift).collect(),
+                        advantage: if s % 2 == 0 { 1.0 } else { -1.0 },
+                        reward: (s % 2) as f64,
+                        weights_version: 0,
+                    }
+                })
+                .collect()
+        };
+        let samples = make_samples(&model);
+        let trainer_config = TrainerConfig {
+            schedule: LrSchedule {
+                peak: 1e-6,
+                warmup_fraction: 0.0,
+                total_steps: self.steps + 1,
+                floor_fraction: 1.0,
+            },
+            train_batch: self.sequences,
+            grad_clip: 1.0,
+            loss: LossConfig {
+                kl_beta: self.kl_beta,
+                ..LossConfig::default()
+            },
+            temperature,
+        };
+        let mut trainer = AgentTrainer::new(model, trainer_config, device.clone());
+        // Warm-up (kernel compilation and autotuning on GPU backends).
+        trainer.push(samples.clone());
+        trainer.train_step();
+        let mut seconds = Vec::new();
+        for step in 0..self.steps {
+            trainer.push(samples.clone());
+            let started = Instant::now();
+            let metrics = trainer.train_step();
+            let _ = B::sync(&device);
+            let elapsed = started.elapsed().as_secs_f64();
+            eprintln!(
+                "step {}/{}: {elapsed:.3} s, loss {:.4}, grad norm {:.3}",
+                step + 1,
+                self.steps,
+                metrics.as_ref().map_or(f64::NAN, |m| m.loss),
+                metrics.as_ref().map_or(f64::NAN, |m| m.grad_norm),
+            );
+            seconds.push(elapsed);
+        }
+        seconds.sort_by(f64::total_cmp);
+        let median = seconds[seconds.len() / 2];
+        let tokens = self.sequences * (self.prompt_tokens + self.response_tokens);
+        let result = json!({
+            "figure": "train_step", "engine": "mars2", "model": self.model,
+            "device": self.device.to_string(), "sequences": self.sequences,
+            "prompt_tokens": self.prompt_tokens, "response_tokens": self.response_tokens,
+            "kl_beta": self.kl_beta, "median_seconds": median, "tokens_per_s": tokens as f64 / median,
+        });
+        if self.json {
+            println!("{result}");
+        } else {
+            println!(
+                "one GSPO step, {} × ({} + {}) tokens, {} on {}: median {median:.3} s over {} steps ({:.0} tokens/s)",
+                self.sequences,
+                self.prompt_tokens,
+                self.response_tokens,
+                self.model,
+                self.device,
+                self.steps,
+                tokens as f64 / median
+            );
+        }
+        Ok(())
+    }
+}
+
+pub fn run(bench: TrainStepBench) -> Result<()> {
+    if bench.sequences == 0 || bench.response_tokens == 0 || bench.prompt_tokens == 0 {
+        bail!("--sequences, --prompt-tokens and --response-tokens must be positive");
+    }
+    if bench.steps == 0 {
+        bail!("--steps must be positive");
+    }
+    let device = bench.device;
+    run_on(device, bench)?
+}
