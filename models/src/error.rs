@@ -36,7 +36,7 @@ pub enum ModelError {
         name: String,
         dtype: String,
     },
-    #[error("{path}: tensor {name:?} uses quantization type {kind} which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")]
+    #[error("{path}: tensor {name:?} uses quantization type {kind} which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)")]
     UnsupportedQuantization {
         path: PathBuf,
         name: String,

@@ -23,6 +23,7 @@ pub mod kernels;
 pub mod layers;
 pub mod load;
 pub mod quantized;
+mod quantized_gguf;
 pub mod registry;
 pub mod safetensors_source;
 pub mod tokenizer;
@@ -37,7 +38,8 @@ pub use error::{ModelError, Result};
 pub use export::save_hf_checkpoint;
 pub use host_tensor::{BlockSource, HostTensor, WeightSource};
 pub use load::{
-    checkpoint_kind, load_model, quantize_from_checkpoint, CheckpointKind, LoadedModel,
+    checkpoint_kind, gguf_text_side, load_model, quantize_from_checkpoint, CheckpointKind,
+    LoadedModel,
 };
 pub use quantized::{QuantFormat, Quantization, QuantizedBlocks};
 pub use safetensors_source::SafetensorsSource;

@@ -98,8 +98,20 @@ fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<
         &mut GgufWeights::new(&file, config.clone()),
         device,
     )?;
+    let (tokenizer, chat_template) = gguf_text_side(&file)?;
+    Ok(LoadedModel {
+        config,
+        model,
+        tokenizer,
+        chat_template,
+        source: path.to_path_buf(),
+    })
+}
+
+/// The tokenizer and chat template a GGUF file carries (without loading its weights).
+pub fn gguf_text_side(file: &GgufFile) -> Result<(Option<TextTokenizer>, Option<ChatTemplate>)> {
     let tokenizer = if file.get("tokenizer.ggml.tokens").is_some() {
-        Some(TextTokenizer::from_gguf(&file)?)
+        Some(TextTokenizer::from_gguf(file)?)
     } else {
         None
     };
@@ -120,17 +132,11 @@ fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<
             )
         })
         .transpose()?;
-    Ok(LoadedModel {
-        config,
-        model,
-        tokenizer,
-        chat_template,
-        source: path.to_path_buf(),
-    })
+    Ok((tokenizer, chat_template))
 }
 
 /// Quantizes `model`, loaded from `checkpoint` with `config`, as `quantization` says. From a
-/// GGUF file, the matrices it stores in Q8_0/Q4_1 keep the file's blocks as they are (with
+/// GGUF file, the matrices it stores in block formats keep the file's values as they are (with
 /// [`Quantization::To`], those stored in that format); a Hugging Face directory stores none, so
 /// its matrices are quantized from their values, and [`Quantization::AsStored`] is refused.
 pub fn quantize_from_checkpoint<B: Backend>(

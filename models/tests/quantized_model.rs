@@ -82,7 +82,10 @@ fn widths_that_are_not_whole_blocks_are_refused() {
     let mut model = Transformer::<Cpu>::random(&config(true, 48), &device);
     assert_eq!(
         model.quantize(QuantFormat::Q8_0),
-        Err(QuantizeError::PartialBlock { cols: 48 })
+        Err(QuantizeError::PartialBlock {
+            cols: 48,
+            block: 32
+        })
     );
 }
 

@@ -71,3 +71,61 @@ pub fn test_device() -> mars2_engine::DeviceKind {
         _ => mars2_engine::DeviceKind::Cpu,
     }
 }
+
+/// Set to `1` to let tests whose registered model is not cached skip (visibly) instead of
+/// failing; `cargo xtask test --offline` sets it.
+pub const SKIP_MISSING_MODELS: &str = "MARS2_SKIP_MISSING_MODELS";
+/// A file each skipped test appends its name and reason to, so that the test command can list
+/// them at the end of its run.
+pub const SKIPPED_LOG: &str = "MARS2_SKIPPED_LOG";
+
+/// Records that the running test skips, and why: on stderr and in `$MARS2_SKIPPED_LOG`.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(log) = std::env::var_os(SKIPPED_LOG).filter(|v| !v.is_empty()) {
+        use std::io::Write;
+        let line = format!("{test}: {reason}\n");
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!(
+                "could not record the skip in {}: {e}",
+                log.to_string_lossy()
+            );
+        }
+    }
+}
+
+/// The cached file of registered model `name`. When it has not been fetched the test fails,
+/// unless `$MARS2_SKIP_MISSING_MODELS` is `1`: then the skip is recorded and `None` returned.
+pub fn registered_model(name: &str) -> Option<PathBuf> {
+    let model = mars2_models::registry::find(name)
+        .unwrap_or_else(|| panic!("{name:?} is not a registered model"));
+    let path = mars2_models::registry::cached_path(model);
+    if path.is_file() {
+        return Some(path);
+    }
+    let reason = format!(
+        "{} not found; run `cargo xtask fetch-model {name}`",
+        path.display()
+    );
+    if std::env::var(SKIP_MISSING_MODELS).is_ok_and(|v| v == "1") {
+        skip(&reason);
+        return None;
+    }
+    panic!("{reason} (or set {SKIP_MISSING_MODELS}=1 to skip the tests that need it)");
+}
+
+/// Whether the opt-in variable `var` is `1`; if not, the skip is recorded.
+pub fn opted_in(var: &str) -> bool {
+    if std::env::var(var).is_ok_and(|v| v == "1") {
+        return true;
+    }
+    skip(&format!("opt-in test; set {var}=1 to run it"));
+    false
+}

@@ -149,13 +149,52 @@ fn gguf_truncated_anywhere_is_an_error_not_a_panic() {
 
 #[test]
 fn gguf_unsupported_quantization_is_named() {
-    // Q6_K (type 14): 210 bytes per 256 elements.
+    // Q2_K (type 10): 84 bytes per 256 elements.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q2k.gguf");
+    std::fs::write(&path, minimal_gguf(10, vec![0; 84])).unwrap();
+    let err = load_err(&path);
+    assert!(
+        err.contains("q2k.gguf") && err.contains("token_embd.weight") && err.contains("Q2_K"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gguf_rows_that_split_a_super_block_are_named() {
+    // Q6_K blocks hold 256 values; rows of 32 cannot be whole blocks whatever the byte count.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q6k.gguf");
     std::fs::write(&path, minimal_gguf(14, vec![0; 210])).unwrap();
     let err = load_err(&path);
     assert!(
-        err.contains("token_embd.weight") && err.contains("Q6_K"),
+        err.contains("q6k.gguf")
+            && err.contains("token_embd.weight")
+            && err.contains("Q6_K")
+            && err.contains("256-value blocks"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gguf_truncated_k_quant_data_is_named() {
+    // A Q4_K tensor of 8 rows of 256 values needs 8 · 144 bytes; the file ends sooner.
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", M::String("llama".into()))
+        .metadata("llama.embedding_length", M::U32(256))
+        .metadata("llama.block_count", M::U32(1))
+        .metadata("llama.feed_forward_length", M::U32(64))
+        .metadata("llama.attention.head_count", M::U32(2))
+        .metadata("llama.vocab_size", M::U32(8))
+        .tensor_raw("token_embd.weight", &[8, 256], 12, vec![0; 8 * 144]);
+    let mut bytes = w.to_bytes();
+    bytes.truncate(bytes.len() - 100);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q4k.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let err = load_err(&path);
+    assert!(
+        err.contains("q4k.gguf") && err.contains("token_embd.weight") && err.contains("truncated"),
         "{err}"
     );
 }

@@ -2,28 +2,19 @@
 //! file to f32): chat text, token ids, last-position logits and the greedy continuation.
 //!
 //! The model comes from `cargo xtask fetch-model smollm2-135m-instruct`; without it the tests
-//! say so and pass vacuously (CI fetches it first).
+//! fail, or skip by name under `MARS2_SKIP_MISSING_MODELS=1` (`cargo xtask test --offline`).
 
 use mars2_engine::device::Cpu;
 use mars2_engine::{generate, GenerationRequest, SamplingParams};
-use mars2_models::registry::{self, cached_path};
 use mars2_models::{load_model, ChatMessage, ChatOptions, LoadedModel};
-use mars2_tests::{ids, max_abs_diff, reference_json, reference_logits};
+use mars2_tests::{ids, max_abs_diff, reference_json, reference_logits, registered_model};
 
 const FIXTURE: &str = "smollm2-135m-instruct-q4_1";
 /// Reached: 3.6e-5 (f32 throughout; only the accumulation order differs from PyTorch).
 const LOGIT_TOLERANCE: f32 = 1e-4;
 
 fn model() -> Option<LoadedModel<Cpu>> {
-    let entry = registry::find("smollm2-135m-instruct").expect("registered");
-    let path = cached_path(entry);
-    if !path.is_file() {
-        eprintln!(
-            "SKIPPED: {} not found; run `cargo xtask fetch-model smollm2-135m-instruct`",
-            path.display()
-        );
-        return None;
-    }
+    let path = registered_model("smollm2-135m-instruct")?;
     Some(load_model::<Cpu>(&path, &Default::default()).expect("the GGUF loads"))
 }
 

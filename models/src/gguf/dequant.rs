@@ -1,24 +1,39 @@
-//! Dequantization of GGUF tensor data to f32: F32, F16, BF16 and the 32-element block formats
-//! Q8_0, Q4_0 and Q4_1. Each block format has a scalar reference (`*_reference`) written
-//! element by element from the format's definition, and the fast path used at load time.
+//! Dequantization of GGUF tensor data to f32: F32, F16, BF16, the 32-element block formats
+//! Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1, and the 256-element K-quant super-blocks Q4_K, Q5_K and Q6_K
+//! ([`super::dequant_k`]). Every block format has an element-at-a-time reference
+//! ([`dequantize_reference`]) written from the format's definition, beside the block-at-a-time
+//! fast path used at load time.
 
 use half::{bf16, f16};
 
-/// GGUF tensor element types this crate understands (numbering from the GGUF specification).
+use super::dequant_k;
+
+/// GGUF tensor element types this crate understands (numbering from the GGUF specification),
+/// named as GGUF names them.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GgmlType {
     F32,
     F16,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
+    Q4_K,
+    Q5_K,
+    Q6_K,
     BF16,
     /// A type defined by GGUF that this crate cannot dequantize (its number and name).
     Other(u32, &'static str),
 }
 
-/// Elements per quantization block.
+/// Elements per quantization block of the 32-element formats (and per sub-block of the
+/// K-quants, as the runtime kernels see them).
 pub const BLOCK: usize = 32;
+
+/// Elements per K-quant super-block.
+pub const SUPER_BLOCK: usize = 256;
 
 impl GgmlType {
     pub fn from_id(id: u32) -> Self {
@@ -27,48 +42,81 @@ impl GgmlType {
             1 => Self::F16,
             2 => Self::Q4_0,
             3 => Self::Q4_1,
+            6 => Self::Q5_0,
+            7 => Self::Q5_1,
             8 => Self::Q8_0,
+            12 => Self::Q4_K,
+            13 => Self::Q5_K,
+            14 => Self::Q6_K,
             30 => Self::BF16,
-            6 => Self::Other(id, "Q5_0"),
-            7 => Self::Other(id, "Q5_1"),
             9 => Self::Other(id, "Q8_1"),
             10 => Self::Other(id, "Q2_K"),
             11 => Self::Other(id, "Q3_K"),
-            12 => Self::Other(id, "Q4_K"),
-            13 => Self::Other(id, "Q5_K"),
-            14 => Self::Other(id, "Q6_K"),
             15 => Self::Other(id, "Q8_K"),
             _ => Self::Other(id, "unknown"),
         }
     }
 
-    pub fn name(self) -> String {
+    /// The type's number in the GGUF specification.
+    pub fn id(self) -> u32 {
         match self {
-            Self::F32 => "F32".into(),
-            Self::F16 => "F16".into(),
-            Self::Q4_0 => "Q4_0".into(),
-            Self::Q4_1 => "Q4_1".into(),
-            Self::Q8_0 => "Q8_0".into(),
-            Self::BF16 => "BF16".into(),
-            Self::Other(id, name) => format!("{name} (type {id})"),
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q5_0 => 6,
+            Self::Q5_1 => 7,
+            Self::Q8_0 => 8,
+            Self::Q4_K => 12,
+            Self::Q5_K => 13,
+            Self::Q6_K => 14,
+            Self::BF16 => 30,
+            Self::Other(id, _) => id,
         }
+    }
+
+    pub fn name(self) -> String {
+        let plain = match self {
+            Self::F32 => "F32",
+            Self::F16 => "F16",
+            Self::Q4_0 => "Q4_0",
+            Self::Q4_1 => "Q4_1",
+            Self::Q5_0 => "Q5_0",
+            Self::Q5_1 => "Q5_1",
+            Self::Q8_0 => "Q8_0",
+            Self::Q4_K => "Q4_K",
+            Self::Q5_K => "Q5_K",
+            Self::Q6_K => "Q6_K",
+            Self::BF16 => "BF16",
+            Self::Other(id, name) => return format!("{name} (type {id})"),
+        };
+        plain.into()
+    }
+
+    /// `(elements, bytes)` of one block, or `None` for a type this crate cannot read. Plain
+    /// floats count as blocks of one element.
+    pub fn block_layout(self) -> Option<(usize, usize)> {
+        Some(match self {
+            Self::F32 => (1, 4),
+            Self::F16 | Self::BF16 => (1, 2),
+            Self::Q4_0 => (BLOCK, 18),
+            Self::Q4_1 => (BLOCK, 20),
+            Self::Q5_0 => (BLOCK, 22),
+            Self::Q5_1 => (BLOCK, 24),
+            Self::Q8_0 => (BLOCK, 34),
+            Self::Q4_K => (SUPER_BLOCK, 144),
+            Self::Q5_K => (SUPER_BLOCK, 176),
+            Self::Q6_K => (SUPER_BLOCK, 210),
+            Self::Other(..) => return None,
+        })
     }
 
     /// Bytes needed for `numel` elements, or `None` for unsupported types or a partial block.
     pub fn byte_size(self, numel: usize) -> Option<usize> {
-        let blocks = |bytes_per_block: usize| {
-            numel
-                .is_multiple_of(BLOCK)
-                .then_some(numel / BLOCK * bytes_per_block)
-        };
-        match self {
-            Self::F32 => Some(numel * 4),
-            Self::F16 | Self::BF16 => Some(numel * 2),
-            Self::Q4_0 => blocks(18),
-            Self::Q4_1 => blocks(20),
-            Self::Q8_0 => blocks(34),
-            Self::Other(..) => None,
-        }
+        let (elements, bytes) = self.block_layout()?;
+        numel
+            .is_multiple_of(elements)
+            .then_some(numel / elements * bytes)
     }
 }
 
@@ -93,11 +141,17 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Option<Vec<f32>> 
         GgmlType::Q8_0 => dequantize_q8_0(bytes),
         GgmlType::Q4_0 => dequantize_q4_0(bytes),
         GgmlType::Q4_1 => dequantize_q4_1(bytes),
+        GgmlType::Q5_0 => dequantize_q5_0(bytes),
+        GgmlType::Q5_1 => dequantize_q5_1(bytes),
+        GgmlType::Q4_K => dequantize_k(bytes, 144, dequant_k::q4_k_block),
+        GgmlType::Q5_K => dequantize_k(bytes, 176, dequant_k::q5_k_block),
+        GgmlType::Q6_K => dequantize_k(bytes, 210, dequant_k::q6_k_block),
         GgmlType::Other(..) => return None,
     })
 }
 
-fn scale(bytes: &[u8]) -> f32 {
+/// An f16 field at the start of `bytes`, as f32.
+pub(crate) fn scale(bytes: &[u8]) -> f32 {
     f16::from_le_bytes([bytes[0], bytes[1]]).to_f32()
 }
 
@@ -142,13 +196,90 @@ pub fn dequantize_q4_1(bytes: &[u8]) -> Vec<f32> {
     out
 }
 
-/// Element-at-a-time reference for the block formats: element `i` of block `b` computed
-/// directly from the byte that holds it.
+/// The 5-bit codes of a Q5_0/Q5_1 block: the low four bits come from the 16 nibble bytes as in
+/// Q4_0, the fifth bit of element `j` is bit `j` of the little-endian 32-bit field `qh`.
+pub(crate) fn five_bit_codes(qh: &[u8], qs: &[u8]) -> [u8; BLOCK] {
+    let high = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    let mut codes = [0u8; BLOCK];
+    for (j, &q) in qs[..16].iter().enumerate() {
+        codes[j] = (q & 0x0f) | ((((high >> j) & 1) as u8) << 4);
+        codes[j + 16] = (q >> 4) | ((((high >> (j + 16)) & 1) as u8) << 4);
+    }
+    codes
+}
+
+/// Q5_0: per block an f16 scale `d`, 4 bytes of fifth bits, 16 bytes of nibbles;
+/// `x = d·(q − 16)`.
+pub fn dequantize_q5_0(bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len() / 22 * BLOCK);
+    for block in bytes.chunks_exact(22) {
+        let d = scale(block);
+        let codes = five_bit_codes(&block[2..6], &block[6..]);
+        out.extend(codes.iter().map(|&q| d * f32::from(q as i8 - 16)));
+    }
+    out
+}
+
+/// Q5_1: per block an f16 scale `d`, an f16 minimum `m`, 4 bytes of fifth bits, 16 bytes of
+/// nibbles; `x = d·q + m`.
+pub fn dequantize_q5_1(bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len() / 24 * BLOCK);
+    for block in bytes.chunks_exact(24) {
+        let (d, m) = (scale(block), scale(&block[2..]));
+        let codes = five_bit_codes(&block[4..8], &block[8..]);
+        out.extend(codes.iter().map(|&q| d * f32::from(q) + m));
+    }
+    out
+}
+
+/// Runs a K-quant block decoder over every super-block.
+fn dequantize_k(
+    bytes: &[u8],
+    block_bytes: usize,
+    decode: fn(&[u8], &mut [f32; SUPER_BLOCK]),
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; bytes.len() / block_bytes * SUPER_BLOCK];
+    for (block, dst) in bytes
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(SUPER_BLOCK))
+    {
+        decode(block, dst.try_into().expect("chunks of one super-block"));
+    }
+    out
+}
+
+/// Element-at-a-time reference for the block formats: each element computed directly from the
+/// bytes that hold it, following the format's definition.
+///
+/// # Panics
+/// For types that are not block formats.
 pub fn dequantize_reference(ty: GgmlType, bytes: &[u8], numel: usize) -> Vec<f32> {
     (0..numel)
         .map(|i| {
             let (b, k) = (i / BLOCK, i % BLOCK);
+            let bit5 = |qh: &[u8]| (qh[k / 8] >> (k % 8)) & 1;
+            let nibble = |qs: &[u8]| {
+                let byte = qs[k % 16];
+                if k < 16 {
+                    byte & 0x0f
+                } else {
+                    byte >> 4
+                }
+            };
             match ty {
+                GgmlType::Q5_0 => {
+                    let blk = &bytes[b * 22..];
+                    let q = nibble(&blk[6..]) | (bit5(&blk[2..]) << 4);
+                    scale(blk) * (f32::from(q) - 16.0)
+                }
+                GgmlType::Q5_1 => {
+                    let blk = &bytes[b * 24..];
+                    let q = nibble(&blk[8..]) | (bit5(&blk[4..]) << 4);
+                    scale(blk) * f32::from(q) + scale(&blk[2..])
+                }
+                GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+                    dequant_k::element_reference(ty, bytes, i)
+                }
                 GgmlType::Q8_0 => {
                     let blk = &bytes[b * 34..];
                     scale(blk) * f32::from(blk[2 + k] as i8)
@@ -211,40 +342,87 @@ pub fn quantize_q4_1(values: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Random block data with finite f16 scales, for tests of everything that reads blocks.
+#[cfg(test)]
+pub(crate) fn random_blocks(ty: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let (_, bytes_per) = ty.block_layout().expect("a block format");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut bytes: Vec<u8> = (0..blocks * bytes_per).map(|_| rng.random()).collect();
+    // Byte offsets of the f16 fields (scale, then minimum where the format has one).
+    let fields: &[usize] = match ty {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => &[0],
+    };
+    for block in bytes.chunks_exact_mut(bytes_per) {
+        for (s, &at) in fields.iter().enumerate() {
+            let magnitude = rng.random_range(0.001f32..0.1);
+            let v = f16::from_f32(if s == 0 { magnitude } else { -0.5 * magnitude });
+            block[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
 
-    fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        (0..len).map(|_| rng.random()).collect()
-    }
-
-    /// Random bytes, with every block's f16 scales replaced by finite values.
-    fn random_blocks(ty: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
-        let bytes_per = ty.byte_size(BLOCK).unwrap();
-        let mut bytes = random_bytes(blocks * bytes_per, seed);
-        let n_scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
-        for (b, block) in bytes.chunks_exact_mut(bytes_per).enumerate() {
-            for s in 0..n_scales {
-                let v = f16::from_f32(0.01 * (b as f32 + 1.0) * if s == 0 { 1.0 } else { -0.5 });
-                block[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
-            }
-        }
-        bytes
-    }
+    const BLOCK_FORMATS: [GgmlType; 8] = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
 
     #[test]
     fn block_formats_match_the_reference_on_random_data() {
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        for ty in BLOCK_FORMATS {
+            let (elements, _) = ty.block_layout().unwrap();
             for blocks in [1, 3, 17] {
                 let bytes = random_blocks(ty, blocks, blocks as u64);
-                let numel = blocks * BLOCK;
+                let numel = blocks * elements;
                 let fast = dequantize(ty, &bytes, numel).unwrap();
                 let slow = dequantize_reference(ty, &bytes, numel);
                 assert_eq!(fast, slow, "{ty:?} with {blocks} blocks");
             }
+        }
+    }
+
+    #[test]
+    fn every_type_keeps_its_number() {
+        for ty in BLOCK_FORMATS {
+            assert_eq!(GgmlType::from_id(ty.id()), ty);
+        }
+    }
+
+    #[test]
+    fn q5_0_known_block() {
+        // d = 0.5; fifth bit set for element 0 only; every nibble byte 0x21.
+        let mut block = f16::from_f32(0.5).to_le_bytes().to_vec();
+        block.extend_from_slice(&1u32.to_le_bytes());
+        block.extend(std::iter::repeat_n(0x21u8, 16));
+        let x = dequantize_q5_0(&block);
+        assert_eq!(x[0], 0.5 * (17.0 - 16.0));
+        assert_eq!(x[1], 0.5 * (1.0 - 16.0));
+        assert_eq!(x[16], 0.5 * (2.0 - 16.0));
+    }
+
+    #[test]
+    fn q6_k_known_block() {
+        // All low nibbles 1, all high parts 2 (q = 33), scales 1..=16, d = 0.25.
+        let mut block = vec![0x11u8; 128];
+        block.extend(std::iter::repeat_n(0xaau8, 64));
+        block.extend((1..=16).map(|s: i8| s as u8));
+        block.extend_from_slice(&f16::from_f32(0.25).to_le_bytes());
+        let x = dequantize(GgmlType::Q6_K, &block, 256).unwrap();
+        for (e, v) in x.iter().enumerate() {
+            assert_eq!(*v, 0.25 * (e / 16 + 1) as f32, "element {e}");
         }
     }
 
@@ -272,7 +450,9 @@ mod tests {
     fn wrong_lengths_and_unknown_types_are_refused() {
         assert!(dequantize(GgmlType::Q8_0, &[0u8; 33], 32).is_none());
         assert!(dequantize(GgmlType::Q4_0, &[0u8; 18], 31).is_none());
-        assert!(dequantize(GgmlType::from_id(14), &[0u8; 210], 256).is_none());
-        assert_eq!(GgmlType::from_id(14).name(), "Q6_K (type 14)");
+        assert!(dequantize(GgmlType::Q6_K, &[0u8; 210], 255).is_none());
+        assert!(dequantize(GgmlType::Q4_K, &[0u8; 143], 256).is_none());
+        assert!(dequantize(GgmlType::from_id(10), &[0u8; 84], 256).is_none());
+        assert_eq!(GgmlType::from_id(10).name(), "Q2_K (type 10)");
     }
 }

@@ -176,14 +176,27 @@ impl GgufFile {
     /// The raw bytes of a tensor.
     pub fn tensor_bytes(&self, info: &GgufTensorInfo) -> Result<&[u8]> {
         let numel = usize::try_from(info.numel()).map_err(|_| self.corrupt("tensor too large"))?;
-        let size = info
-            .ty
-            .byte_size(numel)
-            .ok_or_else(|| ModelError::UnsupportedQuantization {
-                path: self.path.clone(),
-                name: info.name.clone(),
-                kind: info.ty.name(),
-            })?;
+        let (block, _) =
+            info.ty
+                .block_layout()
+                .ok_or_else(|| ModelError::UnsupportedQuantization {
+                    path: self.path.clone(),
+                    name: info.name.clone(),
+                    kind: info.ty.name(),
+                })?;
+        // Blocks run along a row (GGUF's first dimension), so each row must be whole blocks.
+        let row = info.dims.first().copied().unwrap_or(1);
+        let size = match info.ty.byte_size(numel) {
+            Some(size) if row % block as u64 == 0 => size,
+            _ => {
+                return Err(self.corrupt(&format!(
+                    "tensor {:?} ({}) has rows of {row} values, not a whole number of its \
+                     {block}-value blocks",
+                    info.name,
+                    info.ty.name()
+                )))
+            }
+        };
         let end = info.offset.saturating_add(size as u64);
         if end > self.mmap.len() as u64 {
             return Err(ModelError::Truncated {

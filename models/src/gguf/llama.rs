@@ -261,7 +261,8 @@ impl WeightSource for GgufWeights<'_> {
     }
 }
 
-/// The file's Q8_0 and Q4_1 matrices, blocks as stored (q/k rows un-permuted whole).
+/// The file's block-format matrices in their runtime formats ([`crate::quantized_gguf`]),
+/// values as stored (q/k rows un-permuted whole).
 impl BlockSource for GgufWeights<'_> {
     fn path(&self) -> &Path {
         self.file.path()
@@ -288,8 +289,11 @@ impl BlockSource for GgufWeights<'_> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
-        let blocks = QuantizedBlocks::from_gguf_bytes(format, bytes, rows, cols)
-            .map_err(|e| self.file.corrupt(&format!("tensor {name:?}: {e}")))?;
+        let Some(blocks) = QuantizedBlocks::from_gguf(info.ty, bytes, rows, cols)
+            .map_err(|e| self.file.corrupt(&format!("tensor {name:?}: {e}")))?
+        else {
+            return Ok(None);
+        };
         let Some(n_heads) = self.permuted_heads(hf_name) else {
             return Ok(Some(blocks));
         };

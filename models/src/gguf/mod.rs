@@ -1,8 +1,9 @@
 //! GGUF, the llama.cpp single-file format: parsing (`file`), metadata values (`metadata`),
-//! block dequantization (`dequant`), the Llama weight mapping (`llama`) and the tokenizer
+//! block dequantization (`dequant`, `dequant_k` for the K-quants), the Llama weight mapping (`llama`) and the tokenizer
 //! rebuilt from the file's own vocabulary (`tokenizer`).
 
 pub mod dequant;
+pub mod dequant_k;
 pub mod file;
 pub mod llama;
 pub mod metadata;

@@ -37,8 +37,9 @@ pub(super) enum Storage<B: Backend> {
     Device(DeviceBlocks<B>),
 }
 
-/// The blocks as tensors: `scales` and `mins` `[rows, cols/32]` in f32 (`mins` `[1, 1]` of zero
-/// for Q8_0), `codes` `[rows, cols/32 · words]` holding each packed word's bits as an integer.
+/// The blocks as tensors: `scales` `[rows, cols/32 · scales_per_block]` and `mins`
+/// `[rows, cols/32]` in f32 (`mins` `[1, 1]` of zero for formats without), `codes`
+/// `[rows, cols/32 · words]` holding each packed word's bits as an integer.
 #[derive(Debug, Clone)]
 pub struct DeviceBlocks<B: Backend> {
     pub scales: Tensor<B, 2>,
@@ -57,7 +58,7 @@ impl<B: Backend> QuantizedMatrix<B> {
             let per_row = cols / BLOCK;
             let words = per_row * format.words_per_block();
             let f32_on_device = (device, DType::F32);
-            let mins = if format == QuantFormat::Q4_1 {
+            let mins = if format.has_mins() {
                 Tensor::from_data(TensorData::new(blocks.mins, [rows, per_row]), f32_on_device)
             } else {
                 Tensor::zeros([1, 1], f32_on_device)
@@ -65,7 +66,7 @@ impl<B: Backend> QuantizedMatrix<B> {
             let codes: Vec<i32> = blocks.codes.iter().map(|&w| w as i32).collect();
             Storage::Device(DeviceBlocks {
                 scales: Tensor::from_data(
-                    TensorData::new(blocks.scales, [rows, per_row]),
+                    TensorData::new(blocks.scales, [rows, per_row * format.scales_per_block()]),
                     f32_on_device,
                 ),
                 mins,
@@ -186,10 +187,11 @@ pub fn dequantize_with_stock_ops<B: Backend>(
             .bitwise_and_scalar(mask.elem())
             .cast(FloatDType::F32)
     };
-    let scales = d.scales.clone().reshape([rows, blocks, 1]);
+    let spb = format.scales_per_block();
+    let scales = d.scales.clone().reshape([rows, blocks * spb, 1]);
     let values = match format {
-        QuantFormat::Q8_0 => {
-            // Byte b of word w is element 4w + b, a signed code.
+        QuantFormat::Q8_0 | QuantFormat::Q6_K => {
+            // Byte b of word w is element 4w + b, a signed code; Q6_K has a scale per 16.
             let bytes: Vec<Tensor<B, 2>> = (0..4)
                 .map(|b| {
                     let u = field(8 * b, 0xff);
@@ -197,7 +199,7 @@ pub fn dequantize_with_stock_ops<B: Backend>(
                     u - negative * 256.0
                 })
                 .collect();
-            Tensor::stack::<3>(bytes, 2).reshape([rows, blocks, BLOCK]) * scales
+            Tensor::stack::<3>(bytes, 2).reshape([rows, blocks * spb, BLOCK / spb]) * scales
         }
         QuantFormat::Q4_1 => {
             // Low nibbles of the 16 bytes are elements 0..16, high nibbles 16..32.

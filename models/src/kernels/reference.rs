@@ -254,13 +254,11 @@ pub fn sample(logits: &[f32], params: SampleParams) -> (usize, f64) {
 pub fn quantized_matmul(x: &[f32], m: usize, w: &crate::quantized::QuantizedBlocks) -> Vec<f32> {
     let (n, k) = (w.rows, w.cols);
     assert_eq!(x.len(), m * k, "x is [m, k]");
-    let values =
-        crate::gguf::dequant::dequantize_reference(w.format.ggml(), &w.to_gguf_bytes(), n * k);
     let mut y = vec![0.0f32; m * n];
     for r in 0..m {
         for j in 0..n {
             let dot: f64 = (0..k)
-                .map(|i| f64::from(x[r * k + i]) * f64::from(values[j * k + i]))
+                .map(|i| f64::from(x[r * k + i]) * f64::from(w.value(j, i)))
                 .sum();
             y[r * n + j] = dot as f32;
         }

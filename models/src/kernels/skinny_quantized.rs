@@ -2,13 +2,14 @@
 //! on host memory: the ndarray backend's decode-time product with quantized weights.
 //!
 //! Output columns (rows of `W`) are split into chunks across threads (rayon). Each block is
-//! unpacked once into its 32 values on the stack (`d·q`, or `d·q + m`), and every row of `x`
+//! unpacked once into its 32 values on the stack (`d·q`, `d·q + m`, or `d_h·q` with a scale per
+//! half block), and every row of `x`
 //! adds its products with them to eight lane sums that run across the column's blocks. Each
 //! output element is summed in the same order whatever `m` is, so a row gets bitwise the same
 //! result alone or in a batch.
 
 use crate::gguf::dequant::BLOCK;
-use crate::quantized::{unpack_q4_1, unpack_q8_0, QuantFormat, QuantizedBlocks};
+use crate::quantized::{unpack_q4_1, unpack_q6_k, unpack_q8_0, QuantFormat, QuantizedBlocks};
 
 /// Output columns per task.
 const CHUNK: usize = 64;
@@ -33,6 +34,7 @@ pub fn matmul(x: &[f32], m: usize, w: &QuantizedBlocks) -> Vec<f32> {
                 match w.format {
                     QuantFormat::Q8_0 => unpack_q8_0(words, w.scales[at], &mut values),
                     QuantFormat::Q4_1 => unpack_q4_1(words, w.scales[at], w.mins[at], &mut values),
+                    QuantFormat::Q6_K => unpack_q6_k(words, &w.scales[2 * at..][..2], &mut values),
                 }
                 for (r, acc) in lanes.iter_mut().enumerate() {
                     accumulate(acc, &values, &x[r * k + b * BLOCK..][..BLOCK]);
@@ -71,7 +73,7 @@ mod tests {
 
     #[test]
     fn matches_the_reference_on_random_inputs() {
-        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
             for &(m, n, k) in &[(1, 1, 32), (3, 65, 96), (16, 200, 320), (40, 7, 64)] {
                 let w = QuantizedBlocks::quantize(format, &random(n * k, 1), n, k).unwrap();
                 let x = random(m * k, 2);

@@ -130,7 +130,12 @@ pub fn quantized_matmul<B: Backend>(
 ) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     let [n, blocks] = w.scales.dims();
-    if m == 0 || m > quantized_matmul::MAX_ROWS || blocks * crate::gguf::dequant::BLOCK != k {
+    // Q6_K (a scale per 16 values) has no CubeCL kernel yet: it takes the stock-op path.
+    if format == crate::quantized::QuantFormat::Q6_K
+        || m == 0
+        || m > quantized_matmul::MAX_ROWS
+        || blocks * crate::gguf::dequant::BLOCK != k
+    {
         return None;
     }
     run_float::<B, 2>(
