@@ -48,7 +48,7 @@ fn quantized_models_compute_with_their_quantized_values() {
     let device = Default::default();
     let root = tempfile::tempdir().unwrap();
     for tied in [true, false] {
-        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
             let c = config(tied, 64);
             let dense = Transformer::<Cpu>::random(&c, &device);
             let mut quantized = dense.clone();

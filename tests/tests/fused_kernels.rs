@@ -456,7 +456,7 @@ fn quantized_matmul_checks<B: Backend>(device: &B::Device, gpu: bool) {
     use mars2_models::{QuantFormat, QuantizedBlocks};
     // Every shape is measured and printed before anything is asserted.
     let mut failures = Vec::new();
-    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
         for (i, &(m, n, k)) in [
             (1, 70, 96),
             (3, 33, 32),
@@ -473,9 +473,14 @@ fn quantized_matmul_checks<B: Backend>(device: &B::Device, gpu: bool) {
             let x = random(m * k, seed + 1);
             let w = QuantizedMatrix::<B>::new(blocks.clone(), device);
             assert_eq!(w.dims(), [n, k]);
-            // Kept quantized: at most 9 bits a value (Q8_0), 6 (Q4_1).
+            // Kept quantized: 9 bits a value (Q8_0), 6 (Q4_1), 10 (Q6_K).
+            let bits = match format {
+                QuantFormat::Q8_0 => 9,
+                QuantFormat::Q4_1 => 6,
+                QuantFormat::Q6_K => 10,
+            };
             assert!(
-                w.byte_size() * 8 <= n * k * 9,
+                w.byte_size() * 8 <= n * k * bits,
                 "{format:?} keeps {} bytes",
                 w.byte_size()
             );

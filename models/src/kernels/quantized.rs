@@ -47,6 +47,30 @@ pub struct DeviceBlocks<B: Backend> {
     pub codes: Tensor<B, 2, Int>,
 }
 
+impl<B: Backend> DeviceBlocks<B> {
+    /// The blocks as tensors on `device`.
+    pub fn upload(blocks: QuantizedBlocks, device: &B::Device) -> Self {
+        let (format, rows, cols) = (blocks.format, blocks.rows, blocks.cols);
+        let per_row = cols / BLOCK;
+        let words = per_row * format.words_per_block();
+        let f32_on_device = (device, DType::F32);
+        let mins = if format.has_mins() {
+            Tensor::from_data(TensorData::new(blocks.mins, [rows, per_row]), f32_on_device)
+        } else {
+            Tensor::zeros([1, 1], f32_on_device)
+        };
+        let codes: Vec<i32> = blocks.codes.iter().map(|&w| w as i32).collect();
+        Self {
+            scales: Tensor::from_data(
+                TensorData::new(blocks.scales, [rows, per_row * format.scales_per_block()]),
+                f32_on_device,
+            ),
+            mins,
+            codes: Tensor::from_data(TensorData::new(codes, [rows, words]), device),
+        }
+    }
+}
+
 impl<B: Backend> QuantizedMatrix<B> {
     /// Places `blocks` on `device`: kept as they are on the ndarray backend, uploaded as
     /// tensors on every other.
@@ -55,23 +79,7 @@ impl<B: Backend> QuantizedMatrix<B> {
         let storage = if host::is_ndarray::<B>() {
             Storage::Host(Arc::new(blocks))
         } else {
-            let per_row = cols / BLOCK;
-            let words = per_row * format.words_per_block();
-            let f32_on_device = (device, DType::F32);
-            let mins = if format.has_mins() {
-                Tensor::from_data(TensorData::new(blocks.mins, [rows, per_row]), f32_on_device)
-            } else {
-                Tensor::zeros([1, 1], f32_on_device)
-            };
-            let codes: Vec<i32> = blocks.codes.iter().map(|&w| w as i32).collect();
-            Storage::Device(DeviceBlocks {
-                scales: Tensor::from_data(
-                    TensorData::new(blocks.scales, [rows, per_row * format.scales_per_block()]),
-                    f32_on_device,
-                ),
-                mins,
-                codes: Tensor::from_data(TensorData::new(codes, [rows, words]), device),
-            })
+            Storage::Device(DeviceBlocks::upload(blocks, device))
         };
         Self {
             format,
@@ -214,4 +222,30 @@ pub fn dequantize_with_stock_ops<B: Backend>(
     };
     let model_type: FloatDType = <B::FloatElem as Element>::dtype().into();
     values.reshape([rows, cols]).cast(model_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn_ndarray::NdArray;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn stock_op_unpacking_matches_the_blocks_on_random_inputs() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (rows, cols) = (6, 96);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.random_range(-2.0f32..2.0))
+            .collect();
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
+            let blocks = QuantizedBlocks::quantize(format, &values, rows, cols).unwrap();
+            let device = Default::default();
+            let on_device = DeviceBlocks::<NdArray>::upload(blocks.clone(), &device);
+            let unpacked: Vec<f32> = dequantize_with_stock_ops(&on_device, format, rows, cols)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            assert_eq!(unpacked, blocks.dequantize(), "{format:?}");
+        }
+    }
 }
