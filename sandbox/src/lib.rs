@@ -26,6 +26,7 @@
 
 pub mod compare;
 mod config;
+mod definitions;
 mod error;
 pub mod extract;
 mod harness;

@@ -80,3 +80,19 @@ fn problems_without_tests_are_sandbox_failures() {
     assert_eq!(verdict.kind, VerdictKind::SandboxFailure);
     assert_eq!(verdict.reward(), None);
 }
+
+#[test]
+fn definitions_only_drops_examples_and_self_made_asserts() {
+    let sandbox = common::sandbox();
+    let code = "import math\n\n@staticmethod\ndef area(r):\n    return math.pi * r * r\n\nclass Box:\n    size = 2\n\nLIMIT: int = 3\nscale = 2\nprint(area(1))\nassert area(1) == 3\nif __name__ == \"__main__\":\n    print(area(input()))\n";
+    let kept = sandbox.definitions_only(code).expect("sandbox runs");
+    assert_eq!(
+        kept,
+        "import math\n@staticmethod\ndef area(r):\n    return math.pi * r * r\nclass Box:\n    size = 2\nLIMIT: int = 3\nscale = 2\n"
+    );
+    // Code that does not parse, and code with no definition, come back as they were.
+    let broken = "def f(:\n    pass\n";
+    assert_eq!(sandbox.definitions_only(broken).expect("runs"), broken);
+    let script = "print(int(input()) * 2)\n";
+    assert_eq!(sandbox.definitions_only(script).expect("runs"), script);
+}

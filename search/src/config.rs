@@ -69,6 +69,40 @@ pub enum FeedbackMode {
     Errors,
 }
 
+/// How a fresh solution (a child of the root) is asked for. Refinements always use the
+/// project's prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptStyle {
+    /// The project's system prompt and request (see [`crate::prompts`]).
+    #[default]
+    Project,
+    /// EvalPlus's instruct-model prompt, the protocol behind the pass rates model makers
+    /// report: no system message (the chat template's default), the task in a plain fence
+    /// after EvalPlus's instruction, and the answer started for the model with EvalPlus's
+    /// response prefix and an open ```python fence.
+    EvalPlus,
+}
+
+impl PromptStyle {
+    pub fn is_project(&self) -> bool {
+        *self == PromptStyle::Project
+    }
+}
+
+impl std::str::FromStr for PromptStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "project" => Ok(Self::Project),
+            "evalplus" => Ok(Self::EvalPlus),
+            _ => Err(format!(
+                "unknown prompt style {s:?} (expected project or evalplus)"
+            )),
+        }
+    }
+}
+
 /// How the agent that writes a new node is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +140,13 @@ pub struct SearchConfig {
     pub agent_choice: AgentChoice,
     pub context: ContextMode,
     pub feedback: FeedbackMode,
+    /// How fresh solutions are asked for.
+    #[serde(default, skip_serializing_if = "PromptStyle::is_project")]
+    pub prompt_style: PromptStyle,
+    /// Judge only the definitions of a program whose tests call its functions (EvalPlus's
+    /// sanitizing): the examples and asserts a model writes after them are not run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub definitions_only: bool,
     /// κ of the depth-guided GEN scaling ω(d, c_d) = (1 + c_d)^(−κ); 0 turns it off.
     pub depth_kappa: f64,
     /// When set, the search observes `α·guide + (1−α)·score` instead of the guide reward.
@@ -137,6 +178,8 @@ impl SearchConfig {
             } else {
                 FeedbackMode::Plain
             },
+            prompt_style: PromptStyle::Project,
+            definitions_only: false,
             depth_kappa: if tplus { 0.5 } else { 0.0 },
             blend_alpha: None,
             partial_credit: false,

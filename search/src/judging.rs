@@ -1,7 +1,7 @@
 //! Judging a node's answer: extract the program, run it on the guiding tests and, for the
 //! metrics, on the hidden tests — skipping runs whose outcome is already known.
 
-use mars2_sandbox::{Problem, Sandbox, TestSet, Verdict};
+use mars2_sandbox::{Problem, Sandbox, TestCase, TestSet, Verdict};
 
 use crate::tree::Judgement;
 
@@ -14,16 +14,25 @@ pub struct Judged {
 }
 
 /// Extracts the program from `answer` and judges it on `guide` tests and, when
-/// `score_hidden`, on the hidden tests.
+/// `score_hidden`, on the hidden tests. With `definitions_only`, a problem whose tests call
+/// its functions is judged on the program's definitions alone (see
+/// [`Sandbox::definitions_only`]).
 pub fn judge_answer(
     sandbox: &Sandbox,
     problem: &Problem,
     answer: &str,
     guide: TestSet,
     score_hidden: bool,
+    definitions_only: bool,
 ) -> Judged {
     let guide_total = problem.tests(guide).len();
-    let code = match sandbox.extract_code(answer) {
+    let extracted = sandbox.extract_code(answer).and_then(|code| match code {
+        Some(code) if definitions_only && calls_its_functions(problem) => {
+            sandbox.definitions_only(&code).map(Some)
+        }
+        code => Ok(code),
+    });
+    let code = match extracted {
         Ok(code) => code,
         Err(e) => {
             let failure = Judgement::from(&Verdict::sandbox_failure(guide_total, e.to_string()));
@@ -58,6 +67,15 @@ pub fn judge_answer(
         guide: guide_verdict,
         hidden,
     }
+}
+
+/// Whether every test of `problem` calls the program's functions (none reads its output).
+fn calls_its_functions(problem: &Problem) -> bool {
+    problem
+        .public_tests
+        .iter()
+        .chain(&problem.hidden_tests)
+        .all(|t| !matches!(t, TestCase::Stdin { .. }))
 }
 
 /// `code` preceded by the import lines of the problem's starter code that it lacks. Models

@@ -26,7 +26,9 @@ pub mod scorer;
 pub mod select;
 pub mod tree;
 
-pub use config::{AgentChoice, AgentSpec, ContextMode, FeedbackMode, Method, Role, SearchConfig};
+pub use config::{
+    AgentChoice, AgentSpec, ContextMode, FeedbackMode, Method, PromptStyle, Role, SearchConfig,
+};
 pub use error::{Result, SearchError};
 pub use metrics::{problem_metrics, summarize, ProblemMetrics, Summary};
 pub use policy::{EnginePolicy, Policy, PolicyRequest, SamplingOverride};

@@ -22,6 +22,9 @@ pub struct PolicyRequest<'a> {
     /// Ties the requests of one tree together (the engine's fairness group).
     pub group: u64,
     pub messages: &'a [ChatMessage],
+    /// The start of the answer, written for the model after the generation prompt (empty
+    /// for none); the answer's text begins with it.
+    pub response_prefix: &'a str,
     /// Seed of this generation's sampling.
     pub seed: u64,
 }
@@ -127,13 +130,20 @@ impl<B: Backend> EnginePolicy<B> {
         Ok(self.served(model)?.weights_version.load(Ordering::SeqCst))
     }
 
-    /// The prompt token ids of `messages` for model `model`.
-    pub fn encode(&self, model: usize, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+    /// The prompt token ids of `messages` for model `model`, the answer started with
+    /// `response_prefix`.
+    pub fn encode(
+        &self,
+        model: usize,
+        messages: &[ChatMessage],
+        response_prefix: &str,
+    ) -> Result<Vec<u32>> {
         let served = self.served(model)?;
-        let text = served
+        let mut text = served
             .template
             .render(messages, ChatOptions::default())
             .map_err(|e| SearchError::Prompt(e.to_string()))?;
+        text.push_str(response_prefix);
         served
             .tokenizer
             .encode(&text)
@@ -192,7 +202,7 @@ impl<B: Backend> EnginePolicy<B> {
         params: Option<&SamplingParams>,
     ) -> Result<Generation> {
         let served = self.served(request.model)?;
-        let prompt = self.encode(request.model, request.messages)?;
+        let prompt = self.encode(request.model, request.messages, request.response_prefix)?;
         let params = SamplingParams {
             seed: request.seed,
             ..params.unwrap_or(&served.params).clone()
@@ -209,10 +219,11 @@ impl<B: Backend> EnginePolicy<B> {
             )
             .wait()
             .map_err(|e| SearchError::Generation(e.to_string()))?;
-        let text = served
+        let generated = served
             .tokenizer
             .decode(&output.tokens, true)
             .map_err(|e| SearchError::Generation(e.to_string()))?;
+        let text = format!("{}{generated}", request.response_prefix);
         Ok(Generation {
             text,
             prompt_len: prompt.len(),

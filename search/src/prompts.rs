@@ -79,6 +79,47 @@ pub fn problem_text(problem: &Problem) -> String {
     text
 }
 
+/// EvalPlus's instruction to instruct models.
+pub const EVALPLUS_INSTRUCTION: &str = "Please provide a self-contained Python script that \
+solves the following problem in a markdown code block:";
+/// The start of the answer EvalPlus writes for the model, ending in an open fence.
+pub const EVALPLUS_RESPONSE_PREFIX: &str = "Below is a Python script with a self-contained \
+function that solves the problem and passes corresponding tests:\n```python\n";
+
+/// The task as EvalPlus shows it: HumanEval's prompt as it is; an MBPP statement and its
+/// first test inside a docstring.
+fn evalplus_task(problem: &Problem) -> String {
+    if problem.dataset == Dataset::Mbpp {
+        let first_assert = problem.public_tests.iter().find_map(|t| match t {
+            TestCase::Assert { assertion, .. } => Some(assertion.trim()),
+            _ => None,
+        });
+        let mut task = format!("\"\"\"\n{}\n", problem.statement.trim());
+        if let Some(assertion) = first_assert {
+            task.push_str(assertion);
+            task.push('\n');
+        }
+        task.push_str("\"\"\"\n");
+        return task;
+    }
+    let starter = problem.starter_code.trim_end();
+    if starter.is_empty() {
+        problem.statement.clone()
+    } else {
+        starter.to_string()
+    }
+}
+
+/// The conversation and the answer's forced start that ask for a fresh solution the way
+/// EvalPlus asks instruct models (see [`crate::PromptStyle::EvalPlus`]).
+pub fn evalplus_request(problem: &Problem) -> (Vec<ChatMessage>, &'static str) {
+    let user = format!(
+        "{EVALPLUS_INSTRUCTION}\n```\n{}\n```\n",
+        evalplus_task(problem).trim()
+    );
+    (vec![ChatMessage::user(user)], EVALPLUS_RESPONSE_PREFIX)
+}
+
 /// The request for a fresh solution.
 fn fresh_request(problem: &Problem) -> String {
     format!("{}\n{ANSWER_FORMAT}", problem_text(problem))
@@ -251,6 +292,31 @@ mod tests {
             tree.add_child(parent, n);
         }
         tree
+    }
+
+    #[test]
+    fn evalplus_request_fences_the_task_and_starts_the_answer() {
+        let humaneval = Problem {
+            id: "HumanEval/0".into(),
+            dataset: Dataset::HumanEval,
+            starter_code: "def add(a, b):\n    \"\"\"Sum.\"\"\"\n".into(),
+            statement: "def add(a, b):\n    \"\"\"Sum.\"\"\"\n".into(),
+            ..problem()
+        };
+        let (messages, prefix) = evalplus_request(&humaneval);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            messages[0].content,
+            format!("{EVALPLUS_INSTRUCTION}\n```\ndef add(a, b):\n    \"\"\"Sum.\"\"\"\n```\n")
+        );
+        assert!(prefix.ends_with("tests:\n```python\n"));
+        let (messages, _) = evalplus_request(&problem());
+        assert_eq!(
+            messages[0].content,
+            format!(
+                "{EVALPLUS_INSTRUCTION}\n```\n\"\"\"\nWrite a function add(a, b) that returns a + b.\nassert add(1, 2) == 3\n\"\"\"\n```\n"
+            )
+        );
     }
 
     #[test]

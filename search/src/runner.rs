@@ -11,11 +11,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AgentSpec, Method, SearchConfig};
+use crate::config::{AgentSpec, Method, PromptStyle, SearchConfig};
 use crate::error::{Result, SearchError};
 use crate::judging::judge_answer;
 use crate::policy::{Policy, PolicyRequest};
-use crate::prompts::build_messages;
+use crate::prompts::{build_messages, evalplus_request};
 use crate::scorer::Scorer;
 use crate::select::{eligible_agents, pick_agent, SearchState};
 use crate::tree::{Generation, Judgement, Node, NodeId, Tree};
@@ -133,6 +133,7 @@ fn make_node(
         &generation.text,
         config.guide_tests,
         config.score_hidden,
+        config.definitions_only,
     );
     let base = guide_reward(config, &judged.guide);
     let score = match (ctx.scorer, &judged.code) {
@@ -161,18 +162,25 @@ fn ask(
     seed: u64,
 ) -> Result<Generation> {
     let spec = &ctx.team[agent];
-    let messages = build_messages(
-        problem,
-        tree,
-        parent,
-        spec,
-        ctx.config.context,
-        ctx.config.feedback,
-    );
+    let (messages, response_prefix) =
+        if parent == Tree::ROOT && ctx.config.prompt_style == PromptStyle::EvalPlus {
+            evalplus_request(problem)
+        } else {
+            let messages = build_messages(
+                problem,
+                tree,
+                parent,
+                spec,
+                ctx.config.context,
+                ctx.config.feedback,
+            );
+            (messages, "")
+        };
     ctx.policy.generate(PolicyRequest {
         model: spec.model,
         group,
         messages: &messages,
+        response_prefix,
         seed,
     })
 }
@@ -234,6 +242,7 @@ pub fn fresh_samples(
                         &generation.text,
                         TestSet::Hidden,
                         false,
+                        ctx.config.definitions_only,
                     );
                     Ok(FreshSample {
                         agent,

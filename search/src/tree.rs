@@ -57,7 +57,8 @@ impl From<&Verdict> for Judgement {
 /// learner and left out of the written records.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
-    /// The answer as text.
+    /// The answer as text, from the response prefix the prompt wrote for the model (if any)
+    /// on.
     pub text: String,
     #[serde(skip)]
     pub prompt_tokens: Vec<u32>,

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use mars2_models::ChatMessage;
 use mars2_sandbox::{Dataset, Problem, Sandbox, TestCase};
-use mars2_search::config::{AgentChoice, AgentSpec, ContextMode, Method, Role, SearchConfig};
+use mars2_search::config::{
+    AgentChoice, AgentSpec, ContextMode, Method, PromptStyle, Role, SearchConfig,
+};
 use mars2_search::prompts;
 use mars2_search::runner::{fresh_samples, grow_tree, run_problems};
 use mars2_search::{problem_metrics, Generation, Policy, PolicyRequest, Result, SearchContext};
@@ -46,6 +48,8 @@ struct Scripted<F> {
     models: usize,
     script: F,
     calls: Mutex<Vec<(usize, Vec<ChatMessage>, u64)>>,
+    /// The response prefix of every call, in order.
+    prefixes: Mutex<Vec<String>>,
 }
 
 impl<F: Fn(usize, &[ChatMessage], u64) -> String + Sync> Scripted<F> {
@@ -54,6 +58,7 @@ impl<F: Fn(usize, &[ChatMessage], u64) -> String + Sync> Scripted<F> {
             models,
             script,
             calls: Mutex::new(Vec::new()),
+            prefixes: Mutex::new(Vec::new()),
         }
     }
 }
@@ -70,7 +75,15 @@ impl<F: Fn(usize, &[ChatMessage], u64) -> String + Sync> Policy for Scripted<F> 
             .lock()
             .unwrap()
             .push((r.model, r.messages.to_vec(), r.seed));
-        let text = (self.script)(r.model, r.messages, r.seed);
+        self.prefixes
+            .lock()
+            .unwrap()
+            .push(r.response_prefix.to_string());
+        let text = format!(
+            "{}{}",
+            r.response_prefix,
+            (self.script)(r.model, r.messages, r.seed)
+        );
         Ok(Generation {
             response_len: text.len() / 4,
             text,
@@ -322,4 +335,73 @@ fn the_reward_model_scores_nodes_blends_rewards_and_breaks_ties() {
     );
     assert_eq!(tree.node(picked).code.as_deref(), Some(RIGHT));
     assert!(tree.node(picked).passes_hidden());
+}
+
+#[test]
+fn evalplus_style_starts_fresh_answers_and_judges_definitions_only() {
+    // The model continues EvalPlus's open fence with a right function and a wrong
+    // self-made assert; refinements keep the project's prompts.
+    let continuation = format!("{RIGHT}\nassert add(2, 2) == 5\n```\n");
+    let policy = Scripted::new(1, |_, _, _| continuation.clone());
+    let team = vec![AgentSpec::new("a", 0)];
+    let sandbox = sandbox();
+    let mut cfg = SearchConfig {
+        prompt_style: PromptStyle::EvalPlus,
+        ..config(Method::Chain, 2)
+    };
+    let tree = grow_tree(
+        &context(&cfg, &team, &policy, &sandbox),
+        &problem(),
+        0,
+        &|_| {},
+    )
+    .unwrap();
+    let fresh = tree.node(1);
+    assert!(fresh
+        .generation
+        .as_ref()
+        .unwrap()
+        .text
+        .starts_with(prompts::EVALPLUS_RESPONSE_PREFIX));
+    assert!(fresh
+        .code
+        .as_deref()
+        .unwrap()
+        .contains("assert add(2, 2) == 5"));
+    assert!(
+        !fresh.hidden.as_ref().unwrap().accepted(),
+        "the program's own assert fails"
+    );
+    let calls = policy.calls.lock().unwrap().clone();
+    assert_eq!(calls[0].1.len(), 1, "no system message: {:?}", calls[0].1);
+    assert!(calls[0].1[0]
+        .content
+        .starts_with(prompts::EVALPLUS_INSTRUCTION));
+    assert!(calls[0].1[0]
+        .content
+        .contains("\"\"\"\nWrite a function add(a, b) returning the sum of a and b.\nassert add(1, 2) == 3\n\"\"\""));
+    assert!(
+        is_refinement(&calls[1].1),
+        "refinements use the project's prompts"
+    );
+    assert_eq!(
+        *policy.prefixes.lock().unwrap(),
+        vec![prompts::EVALPLUS_RESPONSE_PREFIX.to_string(), String::new()]
+    );
+
+    cfg.definitions_only = true;
+    let tree = grow_tree(
+        &context(&cfg, &team, &policy, &sandbox),
+        &problem(),
+        0,
+        &|_| {},
+    )
+    .unwrap();
+    let fresh = tree.node(1);
+    assert_eq!(fresh.code.as_deref(), Some(RIGHT));
+    assert!(
+        fresh.hidden.as_ref().unwrap().accepted(),
+        "{:?}",
+        fresh.hidden
+    );
 }

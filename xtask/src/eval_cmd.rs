@@ -12,7 +12,7 @@ use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use mars2_engine::{run_on, BackendTask, DeviceKind, EngineConfig, SamplingParams};
 use mars2_sandbox::{Problem, Sandbox, SandboxConfig, Split};
-use mars2_search::config::{AgentChoice, ContextMode, Method, SearchConfig};
+use mars2_search::config::{AgentChoice, ContextMode, Method, PromptStyle, SearchConfig};
 use mars2_search::diversity::distinct_algorithms;
 use mars2_search::records::{ProblemRecord, RunDir, REPORT_FILE, SUMMARY_FILE};
 use mars2_search::report::{render_report, ReportInput};
@@ -105,6 +105,14 @@ pub struct EvalArgs {
     /// the tokens a model writes after its program are never judged.
     #[arg(long)]
     pub stop_at_fence: bool,
+    /// How fresh solutions are asked for: project (the project's prompts) or evalplus
+    /// (EvalPlus's instruct prompt, the answer started with its response prefix).
+    #[arg(long, default_value = "project")]
+    pub prompt_style: PromptStyle,
+    /// On HumanEval and MBPP, judge only a program's imports, definitions and assignments
+    /// (EvalPlus's sanitizing): examples and asserts written after the function are not run.
+    #[arg(long)]
+    pub definitions_only: bool,
     /// Refuse to run unless every protection of the sandbox is in force (namespaces, a
     /// dedicated user, seccomp); without it, a missing protection is only a warning.
     #[arg(long)]
@@ -122,6 +130,8 @@ impl EvalArgs {
         config.stop_on_pass = !self.no_stop_on_pass;
         config.seed = self.seed;
         config.blend_alpha = self.blend_alpha;
+        config.prompt_style = self.prompt_style;
+        config.definitions_only = self.definitions_only;
         config
     }
 
