@@ -129,13 +129,9 @@ pub fn quantized_matmul<B: Backend>(
     format: crate::quantized::QuantFormat,
 ) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
-    let [n, blocks] = w.scales.dims();
-    // Q6_K (a scale per 16 values) has no CubeCL kernel yet: it takes the stock-op path.
-    if format == crate::quantized::QuantFormat::Q6_K
-        || m == 0
-        || m > quantized_matmul::MAX_ROWS
-        || blocks * crate::gguf::dequant::BLOCK != k
-    {
+    let [n, scales] = w.scales.dims();
+    let blocks = scales / format.scales_per_block();
+    if m == 0 || m > quantized_matmul::MAX_ROWS || blocks * crate::gguf::dequant::BLOCK != k {
         return None;
     }
     run_float::<B, 2>(
