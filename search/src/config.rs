@@ -82,6 +82,10 @@ pub enum PromptStyle {
     /// after EvalPlus's instruction, and the answer started for the model with EvalPlus's
     /// response prefix and an open ```python fence.
     EvalPlus,
+    /// The prompt of Qwen2.5-Coder's own evaluation of its instruct models on EvalPlus's
+    /// tasks: its system message, "Can you complete the following Python function?" over
+    /// the task in a ```python fence, and the answer started with an open ```python fence.
+    QwenCoder,
 }
 
 impl PromptStyle {
@@ -96,8 +100,9 @@ impl std::str::FromStr for PromptStyle {
         match s {
             "project" => Ok(Self::Project),
             "evalplus" => Ok(Self::EvalPlus),
+            "qwen-coder" => Ok(Self::QwenCoder),
             _ => Err(format!(
-                "unknown prompt style {s:?} (expected project or evalplus)"
+                "unknown prompt style {s:?} (expected project, evalplus or qwen-coder)"
             )),
         }
     }

@@ -120,6 +120,28 @@ pub fn evalplus_request(problem: &Problem) -> (Vec<ChatMessage>, &'static str) {
     (vec![ChatMessage::user(user)], EVALPLUS_RESPONSE_PREFIX)
 }
 
+/// The system message of Qwen2.5-Coder's evaluation of its instruct models.
+pub const QWEN_CODER_SYSTEM: &str =
+    "You are an intelligent programming assistant to produce Python algorithmic solutions";
+/// The start of the answer in Qwen2.5-Coder's evaluation: an open fence.
+pub const QWEN_CODER_RESPONSE_PREFIX: &str = "```python\n";
+
+/// The conversation and the answer's forced start that ask for a fresh solution the way
+/// Qwen2.5-Coder's evaluation asks its instruct models (see [`crate::PromptStyle::QwenCoder`]).
+pub fn qwen_coder_request(problem: &Problem) -> (Vec<ChatMessage>, &'static str) {
+    let user = format!(
+        "Can you complete the following Python function?\n```python\n{}\n```",
+        evalplus_task(problem).trim()
+    );
+    (
+        vec![
+            ChatMessage::system(QWEN_CODER_SYSTEM),
+            ChatMessage::user(user),
+        ],
+        QWEN_CODER_RESPONSE_PREFIX,
+    )
+}
+
 /// The request for a fresh solution.
 fn fresh_request(problem: &Problem) -> String {
     format!("{}\n{ANSWER_FORMAT}", problem_text(problem))
@@ -317,6 +339,18 @@ mod tests {
                 "{EVALPLUS_INSTRUCTION}\n```\n\"\"\"\nWrite a function add(a, b) that returns a + b.\nassert add(1, 2) == 3\n\"\"\"\n```\n"
             )
         );
+    }
+
+    #[test]
+    fn qwen_coder_request_has_its_system_message_and_an_open_fence() {
+        let (messages, prefix) = qwen_coder_request(&problem());
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].content, QWEN_CODER_SYSTEM);
+        assert_eq!(
+            messages[1].content,
+            "Can you complete the following Python function?\n```python\n\"\"\"\nWrite a function add(a, b) that returns a + b.\nassert add(1, 2) == 3\n\"\"\"\n```"
+        );
+        assert_eq!(prefix, "```python\n");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::config::{AgentSpec, Method, PromptStyle, SearchConfig};
 use crate::error::{Result, SearchError};
 use crate::judging::judge_answer;
 use crate::policy::{Policy, PolicyRequest};
-use crate::prompts::{build_messages, evalplus_request};
+use crate::prompts::{build_messages, evalplus_request, qwen_coder_request};
 use crate::scorer::Scorer;
 use crate::select::{eligible_agents, pick_agent, SearchState};
 use crate::tree::{Generation, Judgement, Node, NodeId, Tree};
@@ -162,10 +162,10 @@ fn ask(
     seed: u64,
 ) -> Result<Generation> {
     let spec = &ctx.team[agent];
-    let (messages, response_prefix) =
-        if parent == Tree::ROOT && ctx.config.prompt_style == PromptStyle::EvalPlus {
-            evalplus_request(problem)
-        } else {
+    let (messages, response_prefix) = match ctx.config.prompt_style {
+        PromptStyle::EvalPlus if parent == Tree::ROOT => evalplus_request(problem),
+        PromptStyle::QwenCoder if parent == Tree::ROOT => qwen_coder_request(problem),
+        _ => {
             let messages = build_messages(
                 problem,
                 tree,
@@ -175,7 +175,8 @@ fn ask(
                 ctx.config.feedback,
             );
             (messages, "")
-        };
+        }
+    };
     ctx.policy.generate(PolicyRequest {
         model: spec.model,
         group,

@@ -105,8 +105,9 @@ pub struct EvalArgs {
     /// the tokens a model writes after its program are never judged.
     #[arg(long)]
     pub stop_at_fence: bool,
-    /// How fresh solutions are asked for: project (the project's prompts) or evalplus
-    /// (EvalPlus's instruct prompt, the answer started with its response prefix).
+    /// How fresh solutions are asked for: project (the project's prompts), evalplus
+    /// (EvalPlus's instruct prompt, the answer started with its response prefix) or
+    /// qwen-coder (the prompt of Qwen2.5-Coder's own evaluation on EvalPlus's tasks).
     #[arg(long, default_value = "project")]
     pub prompt_style: PromptStyle,
     /// On HumanEval and MBPP, judge only a program's imports, definitions and assignments
