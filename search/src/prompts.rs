@@ -60,23 +60,24 @@ pub fn problem_text(problem: &Problem) -> String {
         }
     }
     if problem.dataset == Dataset::Mbpp {
-        let asserts: Vec<&str> = problem
-            .public_tests
-            .iter()
-            .filter_map(|t| match t {
-                TestCase::Assert { assertion, .. } => Some(assertion.as_str()),
-                _ => None,
-            })
-            .collect();
+        let asserts: Vec<&str> = public_asserts(problem).collect();
         if !asserts.is_empty() {
             text.push_str("\nYour code should pass this test:\n");
             for a in asserts {
-                text.push_str(a.trim());
+                text.push_str(a);
                 text.push('\n');
             }
         }
     }
     text
+}
+
+/// The public tests of `problem` that are asserts, trimmed.
+fn public_asserts(problem: &Problem) -> impl Iterator<Item = &str> {
+    problem.public_tests.iter().filter_map(|t| match t {
+        TestCase::Assert { assertion, .. } => Some(assertion.trim()),
+        _ => None,
+    })
 }
 
 /// EvalPlus's instruction to instruct models.
@@ -90,10 +91,7 @@ function that solves the problem and passes corresponding tests:\n```python\n";
 /// first test inside a docstring.
 fn evalplus_task(problem: &Problem) -> String {
     if problem.dataset == Dataset::Mbpp {
-        let first_assert = problem.public_tests.iter().find_map(|t| match t {
-            TestCase::Assert { assertion, .. } => Some(assertion.trim()),
-            _ => None,
-        });
+        let first_assert = public_asserts(problem).next();
         let mut task = format!("\"\"\"\n{}\n", problem.statement.trim());
         if let Some(assertion) = first_assert {
             task.push_str(assertion);

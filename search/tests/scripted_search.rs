@@ -349,13 +349,16 @@ fn evalplus_style_starts_fresh_answers_and_judges_definitions_only() {
         prompt_style: PromptStyle::EvalPlus,
         ..config(Method::Chain, 2)
     };
-    let tree = grow_tree(
-        &context(&cfg, &team, &policy, &sandbox),
-        &problem(),
-        0,
-        &|_| {},
-    )
-    .unwrap();
+    let grow = |cfg: &SearchConfig| {
+        grow_tree(
+            &context(cfg, &team, &policy, &sandbox),
+            &problem(),
+            0,
+            &|_| {},
+        )
+        .unwrap()
+    };
+    let tree = grow(&cfg);
     let fresh = tree.node(1);
     assert!(fresh
         .generation
@@ -390,13 +393,7 @@ fn evalplus_style_starts_fresh_answers_and_judges_definitions_only() {
     );
 
     cfg.definitions_only = true;
-    let tree = grow_tree(
-        &context(&cfg, &team, &policy, &sandbox),
-        &problem(),
-        0,
-        &|_| {},
-    )
-    .unwrap();
+    let tree = grow(&cfg);
     let fresh = tree.node(1);
     assert_eq!(fresh.code.as_deref(), Some(RIGHT));
     assert!(
