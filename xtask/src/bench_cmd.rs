@@ -21,8 +21,9 @@ use crate::model_task::{with_model, WithModel};
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// What to measure: `engine` (decode, tree workload, KV memory), `kernels` (each fused
-    /// kernel against Burn's stock ops) or `train-step` (one GSPO update of a random model of
-    /// the `--model` shape).
+    /// kernel against Burn's stock ops), `train-step` (one GSPO update of a random model of
+    /// the `--model` shape) or `vs-llama-cpp` (prefill and decode against llama.cpp on the same
+    /// GGUF file, in the same run).
     pub what: String,
     /// A registered model, a checkpoint path, or `random:smollm2-135m` /
     /// `random:qwen2.5-coder-0.5b` (that shape, random weights: no download).
@@ -75,6 +76,21 @@ pub struct BenchArgs {
     /// train-step: timed updates (after one warm-up update).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// vs-llama-cpp: threads on both sides.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// vs-llama-cpp: tokens of the prefill prompt.
+    #[arg(long, default_value_t = 512)]
+    pub prefill_tokens: usize,
+    /// vs-llama-cpp: tokens decoded at batch 1 (larger batches decode `--batch-tokens` each).
+    #[arg(long, default_value_t = 128)]
+    pub decode_tokens: usize,
+    /// vs-llama-cpp: tokens decoded per sequence at batch sizes above 1.
+    #[arg(long, default_value_t = 64)]
+    pub batch_tokens: usize,
+    /// vs-llama-cpp: each figure is the best of this many runs on both sides.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -93,7 +109,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 json: args.json,
             })
         }
-        other => bail!("unknown benchmark {other:?} (known: engine, kernels, train-step)"),
+        "vs-llama-cpp" => {
+            return crate::bench_vs_llama_cpp::run(crate::bench_vs_llama_cpp::VsLlamaCpp {
+                model: args.model,
+                threads: args.threads,
+                prefill_tokens: args.prefill_tokens,
+                decode_tokens: args.decode_tokens,
+                batches: args.batches,
+                batch_tokens: args.batch_tokens,
+                quantize: args
+                    .quantize
+                    .unwrap_or(mars2_models::Quantization::AsStored),
+                repeats: args.repeats,
+                json: args.json,
+            })
+        }
+        other => {
+            bail!("unknown benchmark {other:?} (known: engine, kernels, train-step, vs-llama-cpp)")
+        }
     }
     if args.tree.len() != 4 {
         bail!("--tree takes four numbers: children,shared,new,generated");

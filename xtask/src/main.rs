@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod bench_kernels;
 mod bench_train_step;
+mod bench_vs_llama_cpp;
 mod benchmark;
 mod cmd_sandbox;
 mod eval_cmd;

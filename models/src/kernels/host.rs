@@ -123,7 +123,13 @@ pub fn quantized_matmul<B: Backend>(
     }
     let x_data = x.to_data();
     let x_host = x_data.as_slice::<f32>().ok()?;
-    let y = super::skinny_quantized::matmul(x_host, m, w);
+    let y = match super::host_activations() {
+        super::HostActivations::F32 => super::skinny_quantized::matmul(x_host, m, w),
+        super::HostActivations::Int8 => {
+            let x_q8 = super::int8_dot::Q8Activations::quantize(x_host, m, k);
+            super::int8_dot::matmul(&x_q8, w)
+        }
+    };
     Some(Tensor::from_data(
         TensorData::new(y, [m, w.rows]),
         &x.device(),

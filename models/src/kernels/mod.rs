@@ -21,6 +21,7 @@
 pub mod cube;
 pub mod host;
 pub mod host_sampling;
+pub mod int8_dot;
 pub mod quantized;
 mod quantized_module;
 pub mod reference;
@@ -58,6 +59,67 @@ pub fn enabled() -> bool {
             !off
         }
         state => state == 1,
+    }
+}
+
+/// How the host kernel multiplies activations with weights kept in blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostActivations {
+    /// Blocks unpacked to f32 and multiplied with the f32 activations ([`skinny_quantized`]).
+    F32,
+    /// Activations quantized to 8-bit blocks once per product, integer dot products
+    /// ([`int8_dot`]), as llama.cpp computes: faster, with the activations' rounding error.
+    Int8,
+}
+
+/// 0: not decided yet (read `MARS2_ACTIVATIONS`), 1: f32, 2: int8.
+static ACTIVATIONS: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    /// A choice for this thread only ([`with_host_activations`]), over the process-wide one.
+    static ACTIVATIONS_HERE: std::cell::Cell<Option<HostActivations>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Chooses the host kernel for weights kept in blocks, process-wide. The default is
+/// [`HostActivations::F32`] unless the environment variable `MARS2_ACTIVATIONS` is `int8`.
+pub fn set_host_activations(activations: HostActivations) {
+    let code = match activations {
+        HostActivations::F32 => 1,
+        HostActivations::Int8 => 2,
+    };
+    ACTIVATIONS.store(code, Ordering::Relaxed);
+}
+
+/// Runs `f` with `activations` chosen on this thread (where a forward pass decides its
+/// kernels), whatever the process-wide choice; the previous choice comes back afterwards.
+pub fn with_host_activations<R>(activations: HostActivations, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<HostActivations>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ACTIVATIONS_HERE.with(|here| here.set(self.0));
+        }
+    }
+    let _restore = Restore(ACTIVATIONS_HERE.with(|here| here.replace(Some(activations))));
+    f()
+}
+
+/// The host kernel used on this thread for weights kept in blocks.
+pub fn host_activations() -> HostActivations {
+    if let Some(here) = ACTIVATIONS_HERE.with(|here| here.get()) {
+        return here;
+    }
+    match ACTIVATIONS.load(Ordering::Relaxed) {
+        0 => {
+            let chosen = match std::env::var("MARS2_ACTIVATIONS").as_deref() {
+                Ok("int8") => HostActivations::Int8,
+                _ => HostActivations::F32,
+            };
+            set_host_activations(chosen);
+            chosen
+        }
+        1 => HostActivations::F32,
+        _ => HostActivations::Int8,
     }
 }
 

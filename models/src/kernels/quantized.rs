@@ -20,6 +20,10 @@ use crate::quantized::{QuantFormat, QuantizedBlocks};
 
 /// Most rows of `x` the fused kernels take; more rows amortize unpacking the weight once.
 pub const MAX_FUSED_ROWS: usize = 16;
+/// Most rows the host kernel with 8-bit activations takes: it beats unpacking the weight for a
+/// dense product at decode batches, and loses to it on long prompts (512 rows: about half the
+/// speed, `cargo xtask bench vs-llama-cpp`).
+pub const MAX_INT8_ROWS: usize = 64;
 
 /// A `[rows, cols]` weight (`[out, in]`) in a block format, on a backend's device.
 #[derive(Debug, Clone)]
@@ -147,15 +151,26 @@ pub fn quantized_linear<B: Backend>(x: Tensor<B, 3>, w: &QuantizedMatrix<B>) -> 
 }
 
 /// `x` `[m, k]` times `Wᵀ` through a fused kernel (the host kernel on ndarray, the CubeCL
-/// kernel on GPU backends); `None` for more than [`MAX_FUSED_ROWS`] rows or on a backend
-/// without one.
+/// kernel on GPU backends); `None` on a backend without one, and for more than
+/// [`MAX_FUSED_ROWS`] rows ([`MAX_INT8_ROWS`] when the host kernel quantizes the activations
+/// to 8 bits).
 pub fn fused_matmul<B: Backend>(x: &Tensor<B, 2>, w: &QuantizedMatrix<B>) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
-    if m == 0 || m > MAX_FUSED_ROWS || k != w.cols {
+    if m == 0 || k != w.cols {
         return None;
     }
+    let many_rows = m > MAX_FUSED_ROWS;
     match &w.storage {
-        Storage::Host(blocks) => host::quantized_matmul(x, blocks),
+        Storage::Host(blocks) => {
+            let most = match super::host_activations() {
+                super::HostActivations::F32 => MAX_FUSED_ROWS,
+                super::HostActivations::Int8 => MAX_INT8_ROWS,
+            };
+            (m <= most)
+                .then(|| host::quantized_matmul(x, blocks))
+                .flatten()
+        }
+        Storage::Device(_) if many_rows => None,
         Storage::Device(d) => device_matmul(x, d, w.format),
     }
 }
