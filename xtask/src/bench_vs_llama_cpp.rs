@@ -185,9 +185,7 @@ impl WithModel for Side {
         rows.push(Row {
             figure: format!("prefill, {}-token prompt", prefill_prompt.len()),
             ours: prefill,
-            theirs: figure(&theirs, "prefill", None)?["tokens_per_s"]
-                .as_f64()
-                .unwrap_or(0.0),
+            theirs: tokens_per_s(figure(&theirs, "prefill", None)?)?,
             note: String::new(),
         });
         for &batch in &bench.batches {
@@ -202,7 +200,7 @@ impl WithModel for Side {
             rows.push(Row {
                 figure: format!("decode, batch {batch} ({steps} tokens each)"),
                 ours: rate,
-                theirs: their["tokens_per_s"].as_f64().unwrap_or(0.0),
+                theirs: tokens_per_s(their)?,
                 note: dispatched(&their["dispatched"]),
             });
         }
@@ -301,6 +299,14 @@ fn figure<'a>(figures: &'a [Value], name: &str, batch: Option<usize>) -> Result<
         .iter()
         .find(|f| f["figure"] == name && batch.is_none_or(|b| f["batch"] == b))
         .with_context(|| format!("the llama.cpp side printed no {name} figure ({batch:?})"))
+}
+
+/// A llama.cpp figure's rate (an error, not a zero, when the script printed none).
+fn tokens_per_s(figure: &Value) -> Result<f64> {
+    figure["tokens_per_s"]
+        .as_f64()
+        .filter(|rate| *rate > 0.0)
+        .with_context(|| format!("the llama.cpp side printed no rate in {figure}"))
 }
 
 /// `{"8": 64}` as `64 × 8`.
@@ -414,6 +420,9 @@ mod tests {
             .to_string();
         assert!(err.contains("decode") && err.contains("32"), "{err}");
         assert!(figure(&figures, "prefill", None).is_err());
+        assert_eq!(tokens_per_s(&figures[0]).unwrap(), 1.0);
+        let err = tokens_per_s(&json!({"figure": "prefill"})).unwrap_err();
+        assert!(err.to_string().contains("no rate"), "{err}");
     }
 
     #[test]
