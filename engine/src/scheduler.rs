@@ -10,6 +10,12 @@
 //!    forward pass), sampling the first token of rows whose prompt is done;
 //! 3. **decode** one token for every other running row (one forward pass).
 //!
+//! On the ndarray CPU backend, a forward pass of at most
+//! [`mars2_models::host_decode::MAX_HOST_ROWS`] token places (decode steps, short prompt
+//! chunks) runs as host loops over the agent's keys and values in place
+//! ([`Transformer::forward_hidden_host`]); longer passes and other backends go through Burn ops
+//! and [`PagedStep`].
+//!
 //! When blocks run out, the most recently admitted sequence is **preempted**: its blocks are
 //! released and it goes back to the front of the queue with its generated tokens, to be
 //! recomputed later (mostly from the prefix cache). Its sampler keeps its random state, so a
@@ -21,6 +27,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use mars2_models::host_decode::HostStep;
 use mars2_models::{ModelConfig, TextTokenizer, Transformer};
 
 use crate::device_sampling::{sample_on_device, RowDraw};
@@ -584,7 +591,30 @@ impl<B: Backend> EngineCore<B> {
         let b = rows.len();
         let device = self.device.clone();
         let a = &mut self.agents[agent];
-        let hidden = {
+        let host_hidden = a.storage.host_layers_mut().and_then(|kv| {
+            let host_ids: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+            let host_positions: Vec<usize> = layout.positions.iter().flatten().copied().collect();
+            let write_slots: Vec<usize> = layout.write_slots.iter().flatten().copied().collect();
+            let step = HostStep {
+                batch: b,
+                tokens: t,
+                ids: &host_ids,
+                positions: &host_positions,
+                write_slots: &write_slots,
+                block_tables: &layout.block_tables(self.config.block_size),
+                visible: &layout.visible(),
+                block_size: self.config.block_size,
+            };
+            a.model.forward_hidden_host(&step, kv)
+        });
+        let hidden = if let Some(hidden) = host_hidden {
+            if let Some(c) = clock.as_mut() {
+                let profile = &mut self.stats.profile;
+                profile.passes += 1;
+                profile.issue += c.lap(false);
+            }
+            hidden
+        } else {
             let mut ctx = PagedStep::new(&mut a.storage, layout, &device);
             let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
             let positions =

@@ -10,6 +10,8 @@
 //! - Quantized weights: [`Transformer::quantize`] keeps projections in GGUF's Q8_0/Q4_1 blocks
 //!   ([`QuantizedBlocks`]), multiplied by kernels that read the blocks directly;
 //!   [`quantize_from_checkpoint`] takes a GGUF file's own blocks as they are.
+//! - [`host_decode`]: decode steps on the CPU as host loops over reused buffers, without a
+//!   Burn op per layer operation.
 //! - Text: [`TextTokenizer`] (the `tokenizers` crate) and [`ChatTemplate`] (`minijinja`).
 
 pub mod attention_context;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod gguf;
+pub mod host_decode;
 pub mod host_tensor;
 pub mod kernels;
 pub mod layers;

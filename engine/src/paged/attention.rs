@@ -15,7 +15,8 @@ use super::storage::AgentKvStorage;
 /// The attention context of one forward pass over paged memory.
 pub struct PagedStep<'a, B: Backend> {
     storage: &'a mut AgentKvStorage<B>,
-    write_slots: Tensor<B, 2, Int>,
+    write_slots: Vec<usize>,
+    write_slots_tensor: Tensor<B, 2, Int>,
     reads: Reads<B>,
     batch: usize,
     tokens: usize,
@@ -31,7 +32,16 @@ struct Reads<B: Backend> {
     /// The step's layout, from which the gather path's slots and mask are built when needed
     /// (never, when the kernel runs every layer).
     layout: StepLayout,
-    gathered: Option<(Tensor<B, 1, Int>, Tensor<B, 4, Bool>)>,
+    gathered: Option<Gathered<B>>,
+}
+
+/// The slot of each key place (padded rows point at slot 0), as host indices and as a
+/// tensor, and whether each (token, key) pair is hidden.
+#[derive(Clone)]
+struct Gathered<B: Backend> {
+    slots: Vec<usize>,
+    slots_tensor: Tensor<B, 1, Int>,
+    mask: Tensor<B, 4, Bool>,
 }
 
 /// Host-side description of a ragged step.
@@ -95,12 +105,8 @@ impl<'a, B: Backend> PagedStep<'a, B> {
             .max()
             .unwrap_or(0)
             .max(1);
-        let write: Vec<i64> = layout
-            .write_slots
-            .iter()
-            .flatten()
-            .map(|&s| s as i64)
-            .collect();
+        let write_slots: Vec<usize> = layout.write_slots.iter().flatten().copied().collect();
+        let write: Vec<i64> = write_slots.iter().map(|&s| s as i64).collect();
         let paged = mars2_models::kernels::accelerated::<B>().then(|| {
             (
                 int_tensor(&layout.block_tables(storage.block_size()), device),
@@ -109,7 +115,11 @@ impl<'a, B: Backend> PagedStep<'a, B> {
         });
         Self {
             storage,
-            write_slots: Tensor::from_data(TensorData::new(write, [batch * tokens, 1]), device),
+            write_slots,
+            write_slots_tensor: Tensor::from_data(
+                TensorData::new(write, [batch * tokens, 1]),
+                device,
+            ),
             reads: Reads {
                 paged,
                 layout,
@@ -122,7 +132,7 @@ impl<'a, B: Backend> PagedStep<'a, B> {
         }
     }
 
-    fn gathered(&mut self) -> (Tensor<B, 1, Int>, Tensor<B, 4, Bool>) {
+    fn gathered(&mut self) -> Gathered<B> {
         let (batch, tokens, keys) = (self.batch, self.tokens, self.keys);
         let reads = &mut self.reads;
         let device = &self.device;
@@ -134,20 +144,25 @@ impl<'a, B: Backend> PagedStep<'a, B> {
                 let mut read = Vec::with_capacity(batch * keys);
                 let mut hidden = Vec::with_capacity(batch * tokens * keys);
                 for (row, slots) in layout.read_slots.iter().enumerate() {
-                    read.extend(slots.iter().map(|&s| s as i64));
+                    read.extend(slots.iter().copied());
                     read.extend(std::iter::repeat_n(0, keys - slots.len()));
                     for &pos in &layout.positions[row] {
                         hidden.extend((0..keys).map(|k| k > pos || k >= slots.len()));
                     }
                 }
-                (
-                    Tensor::from_data(TensorData::new(read, [batch * keys]), device),
-                    Tensor::<B, 3, Bool>::from_data(
+                let as_i64: Vec<i64> = read.iter().map(|&s| s as i64).collect();
+                Gathered {
+                    slots_tensor: Tensor::from_data(
+                        TensorData::new(as_i64, [batch * keys]),
+                        device,
+                    ),
+                    slots: read,
+                    mask: Tensor::<B, 3, Bool>::from_data(
                         TensorData::new(hidden, [batch, tokens, keys]),
                         device,
                     )
                     .unsqueeze_dim(1),
-                )
+                }
             })
             .clone()
     }
@@ -163,10 +178,16 @@ impl<B: Backend> AttentionContext<B> for PagedStep<'_, B> {
     ) -> Tensor<B, 4> {
         let [b, kv_heads, t, d] = k.dims();
         let rows = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([b * t, kv_heads * d]);
-        self.storage
-            .write(layer, self.write_slots.clone(), rows(k), rows(v));
-        if let Some((tables, visible)) = &self.reads.paged {
-            let (k_cache, v_cache) = self.storage.layer(layer);
+        self.storage.write(
+            layer,
+            &self.write_slots,
+            &self.write_slots_tensor,
+            rows(k),
+            rows(v),
+        );
+        if let (Some((tables, visible)), Some((k_cache, v_cache))) =
+            (&self.reads.paged, self.storage.layer(layer))
+        {
             if let Some(out) = mars2_models::kernels::paged_attention(
                 &q,
                 k_cache,
@@ -178,8 +199,12 @@ impl<B: Backend> AttentionContext<B> for PagedStep<'_, B> {
                 return out;
             }
         }
-        let (read_slots, mask) = self.gathered();
-        let (keys, values) = self.storage.read(layer, read_slots);
+        let Gathered {
+            slots,
+            slots_tensor,
+            mask,
+        } = self.gathered();
+        let (keys, values) = self.storage.read(layer, &slots, &slots_tensor);
         let shape = |x: Tensor<B, 2>| {
             x.reshape([self.batch, self.keys, kv_heads, d])
                 .swap_dims(1, 2)

@@ -52,8 +52,8 @@ pub fn skinny_matmul<B: Backend>(
 /// Runs `f` on the values of an ndarray f32 tensor in row-major order, read in place when they
 /// are stored contiguously (else copied once, if `copy_if_strided`). `None` unless `B` is
 /// ndarray with f32 tensors.
-fn with_f32_values<B: Backend, R>(
-    t: &Tensor<B, 2>,
+pub(crate) fn with_f32_values<B: Backend, const D: usize, R>(
+    t: &Tensor<B, D>,
     copy_if_strided: bool,
     f: impl FnOnce(&[f32]) -> R,
 ) -> Option<R> {

@@ -20,6 +20,8 @@
 #[cfg(feature = "cubecl")]
 pub mod cube;
 pub mod host;
+pub mod host_attention;
+pub mod host_ops;
 pub mod host_sampling;
 pub mod int8_dot;
 pub mod quantized;

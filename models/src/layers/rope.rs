@@ -94,6 +94,16 @@ impl<B: Backend> Rope<B> {
         (pick(&self.cos), pick(&self.sin))
     }
 
+    /// Runs `f` on the cos and sin tables `[max_positions, head_dim]`, read in place; `None`
+    /// unless the backend is ndarray with f32 tensors.
+    pub(crate) fn with_host_tables<R>(&self, f: impl FnOnce(&[f32], &[f32]) -> R) -> Option<R> {
+        use crate::kernels::host::with_f32_values;
+        with_f32_values(&self.cos, false, |cos| {
+            with_f32_values(&self.sin, false, |sin| f(cos, sin))
+        })
+        .flatten()
+    }
+
     /// Rotates `x` `[batch, heads, tokens, head_dim]`.
     pub fn apply(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
         crate::kernels::rope(x, cos, sin)
