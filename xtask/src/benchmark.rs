@@ -1,5 +1,7 @@
-//! Benchmarks by name: `humaneval`, `mbpp` (a split of the vendored MBPP) and `lcb:FILE`
-//! (a LiveCodeBench `code_generation_lite` JSONL file), loaded with the sandbox's loaders.
+//! Benchmarks by name: `humaneval`, `mbpp` (a split of the vendored MBPP), `mbpp-plus`
+//! (EvalPlus's MBPP+ tasks with their base tests, drawn from all of MBPP's splits) and
+//! `lcb:FILE` (a LiveCodeBench `code_generation_lite` JSONL file), loaded with the sandbox's
+//! loaders.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -29,6 +31,7 @@ fn data_dir_from(run_time_manifest_dir: Option<PathBuf>) -> PathBuf {
 pub enum Benchmark {
     HumanEval,
     Mbpp,
+    MbppPlus,
     LiveCodeBench(PathBuf),
 }
 
@@ -38,10 +41,11 @@ impl FromStr for Benchmark {
         match s {
             "humaneval" => Ok(Benchmark::HumanEval),
             "mbpp" => Ok(Benchmark::Mbpp),
+            "mbpp-plus" => Ok(Benchmark::MbppPlus),
             _ => match s.strip_prefix("lcb:") {
                 Some(file) if !file.is_empty() => Ok(Benchmark::LiveCodeBench(file.into())),
                 _ => Err(format!(
-                    "unknown benchmark {s:?} (expected humaneval, mbpp or lcb:FILE)"
+                    "unknown benchmark {s:?} (expected humaneval, mbpp, mbpp-plus or lcb:FILE)"
                 )),
             },
         }
@@ -53,16 +57,19 @@ impl std::fmt::Display for Benchmark {
         match self {
             Benchmark::HumanEval => f.write_str("humaneval"),
             Benchmark::Mbpp => f.write_str("mbpp"),
+            Benchmark::MbppPlus => f.write_str("mbpp-plus"),
             Benchmark::LiveCodeBench(p) => write!(f, "lcb:{}", p.display()),
         }
     }
 }
 
-/// The problems of `benchmark`; for MBPP only those of `split`.
+/// The problems of `benchmark`; for MBPP only those of `split` (MBPP+ takes all its tasks,
+/// whatever their MBPP split).
 pub fn load_benchmark(benchmark: &Benchmark, split: Split) -> Result<Vec<Problem>> {
     let path = match benchmark {
         Benchmark::HumanEval => data_dir().join("HumanEval.jsonl.gz"),
         Benchmark::Mbpp => data_dir().join("mbpp.jsonl"),
+        Benchmark::MbppPlus => data_dir().join("MbppPlus-v0.1.0-base.jsonl"),
         Benchmark::LiveCodeBench(p) => p.clone(),
     };
     let loaded = load_problems(&path, &LoadOptions::default())
@@ -100,5 +107,16 @@ mod tests {
         assert_eq!(moved, PathBuf::from("/elsewhere/clone/xtask/../data"));
         let built = data_dir_from(None);
         assert!(built.join("mbpp.jsonl").is_file(), "{}", built.display());
+    }
+
+    #[test]
+    fn mbpp_plus_holds_its_399_tasks_from_every_split() {
+        let benchmark: Benchmark = "mbpp-plus".parse().unwrap();
+        assert_eq!(benchmark.to_string(), "mbpp-plus");
+        let problems = load_benchmark(&benchmark, Split::Test).unwrap();
+        assert_eq!(problems.len(), 399);
+        assert_eq!(problems[0].id, "Mbpp/2");
+        assert!(problems.iter().any(|p| p.split == Some(Split::Train)));
+        assert!(problems.iter().all(|p| p.entry_point.is_some()));
     }
 }

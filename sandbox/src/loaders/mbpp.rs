@@ -1,9 +1,16 @@
-//! MBPP records (`mbpp.jsonl`): `task_id`, `text`, `code`, `test_setup_code`, `test_list`
-//! (three asserts), `challenge_test_list`.
+//! MBPP records in two layouts:
 //!
-//! Each assert is one test, run after `test_setup_code`. The first assert is public (prompts
-//! conventionally show it to fix the function name); all asserts are hidden. The optional
-//! challenge asserts are not part of the standard benchmark and are left out.
+//! - Google's (`mbpp.jsonl`): `task_id`, `text`, `code`, `test_setup_code`, `test_list` (three
+//!   asserts), `challenge_test_list`. Each assert is one test, run after `test_setup_code`. The
+//!   first assert is public (prompts conventionally show it to fix the function name); all
+//!   asserts are hidden. The optional challenge asserts are not part of the standard benchmark
+//!   and are left out.
+//! - EvalPlus's MBPP+ (`task_id` `"Mbpp/N"`, `prompt`, `entry_point`, `canonical_solution`,
+//!   `assertion`): the prompt is a docstring holding the task's (sanitized) statement and one
+//!   assert, which is the public test; each `assert` line of `assertion` is a hidden test, run
+//!   after its other lines (imports; `import math` added where asserts use `math.` without
+//!   it). These are the base tests of EvalPlus's MBPP; the extra
+//!   generated inputs of MBPP+ are not part of this layout.
 
 use serde_json::Value;
 
@@ -13,8 +20,11 @@ use super::RecordResult;
 use crate::error::LineError;
 use crate::problem::{Dataset, Problem, Split, TestCase};
 
-/// Builds a problem from one MBPP record.
+/// Builds a problem from one MBPP record, in either layout.
 pub fn problem_from_record(record: &Record) -> RecordResult {
+    if record.contains_key("assertion") {
+        return problem_from_evalplus_record(record);
+    }
     let task_id = match record.get("task_id") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
@@ -49,6 +59,81 @@ pub fn problem_from_record(record: &Record) -> RecordResult {
         public_tests: vec![hidden_tests[0].clone()],
         hidden_tests,
         reference_solution: code.map(str::to_string),
+        platform: None,
+        difficulty: None,
+        split: Split::of_mbpp_task(task_id),
+    })
+}
+
+/// Builds a problem from one MBPP+ record of EvalPlus.
+fn problem_from_evalplus_record(record: &Record) -> RecordResult {
+    let id = fields::string(record, "task_id")?.trim();
+    let task_id = id
+        .strip_prefix("Mbpp/")
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or(LineError::WrongType {
+            field: "task_id",
+            expected: "\"Mbpp/\" and a task number",
+        })?;
+    let prompt = fields::string(record, "prompt")?;
+    let entry_point = fields::string(record, "entry_point")?.trim();
+    if !is_identifier(entry_point) {
+        return Err(LineError::Invalid(format!(
+            "field `entry_point` is not a Python identifier: {entry_point:?}"
+        )));
+    }
+    let solution = fields::optional_string(record, "canonical_solution")?;
+    let assertion = fields::string(record, "assertion")?;
+    let is_assert = |line: &&str| line.trim_start().starts_with("assert ");
+    let setup: Vec<&str> = assertion
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !is_assert(l))
+        .collect();
+    let mut setup = setup.join("\n");
+    // A few records call `math.isclose` without importing `math` (EvalPlus's own harness
+    // compares values in Python, not through these lines).
+    if assertion.contains("math.") && !setup.lines().any(|l| l.trim() == "import math") {
+        setup = if setup.is_empty() {
+            "import math".to_string()
+        } else {
+            format!("import math\n{setup}")
+        };
+    }
+    let hidden_tests: Vec<TestCase> = assertion
+        .lines()
+        .filter(is_assert)
+        .map(|line| TestCase::Assert {
+            setup: setup.clone(),
+            assertion: line.trim().to_string(),
+        })
+        .collect();
+    if hidden_tests.is_empty() {
+        return Err(LineError::Invalid("field `assertion` has no assert".into()));
+    }
+    // The docstring's lines: the statement, and the assert shown as an example.
+    let inside = prompt.trim().trim_matches('"').trim();
+    let (examples, statement): (Vec<&str>, Vec<&str>) = inside.lines().partition(|l| is_assert(l));
+    let statement = statement.join("\n").trim().to_string();
+    if statement.is_empty() {
+        return Err(LineError::Invalid("field `prompt` has no statement".into()));
+    }
+    let public_tests = match examples.first() {
+        Some(example) => vec![TestCase::Assert {
+            setup: setup.clone(),
+            assertion: example.trim().to_string(),
+        }],
+        None => vec![hidden_tests[0].clone()],
+    };
+    Ok(Problem {
+        id: format!("Mbpp/{task_id}"),
+        dataset: Dataset::Mbpp,
+        title: None,
+        statement,
+        starter_code: String::new(),
+        entry_point: Some(entry_point.to_string()),
+        public_tests,
+        hidden_tests,
+        reference_solution: solution.map(str::to_string),
         platform: None,
         difficulty: None,
         split: Split::of_mbpp_task(task_id),
@@ -92,5 +177,55 @@ mod tests {
             Some("min_cost".into())
         );
         assert_eq!(called_function("assert 1 == 1", code), None);
+    }
+
+    fn record(json: &str) -> Record {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn reads_an_mbpp_plus_record() {
+        let r = record(
+            r#"{"task_id": "Mbpp/82", "entry_point": "volume_sphere",
+            "prompt": "\"\"\"\nWrite a function to find the volume of a sphere.\nassert math.isclose(volume_sphere(10), 4188.79, rel_tol=0.001)\n\"\"\"\n",
+            "canonical_solution": "import math\ndef volume_sphere(r):\n  return 4/3*math.pi*r**3\n",
+            "assertion": "\nimport math\nassert math.isclose(volume_sphere(10), 4188.79, rel_tol=0.001)\nassert math.isclose(volume_sphere(25), 65449.85, rel_tol=0.001)\n"}"#,
+        );
+        let p = problem_from_record(&r).unwrap();
+        assert_eq!(p.id, "Mbpp/82");
+        assert_eq!(p.split, Some(Split::Test));
+        assert_eq!(
+            p.statement,
+            "Write a function to find the volume of a sphere."
+        );
+        assert_eq!(p.entry_point.as_deref(), Some("volume_sphere"));
+        assert_eq!(p.hidden_tests.len(), 2);
+        assert_eq!(
+            p.hidden_tests[1],
+            TestCase::Assert {
+                setup: "import math".into(),
+                assertion: "assert math.isclose(volume_sphere(25), 65449.85, rel_tol=0.001)".into()
+            }
+        );
+        assert_eq!(p.public_tests.len(), 1);
+    }
+
+    #[test]
+    fn refuses_broken_mbpp_plus_records() {
+        let base = |task: &str, entry: &str, assertion: &str| {
+            record(&format!(
+                r#"{{"task_id": {task}, "entry_point": "{entry}", "prompt": "\"\"\"\nDo it.\n\"\"\"", "assertion": "{assertion}"}}"#
+            ))
+        };
+        let error = |r: Record| problem_from_record(&r).unwrap_err().to_string();
+        assert!(error(base("\"HumanEval/2\"", "f", "assert f()")).contains("task_id"));
+        assert!(error(base("2", "f", "assert f()")).contains("task_id"));
+        assert!(error(base("\"Mbpp/2\"", "not an id", "assert f()")).contains("entry_point"));
+        assert!(error(base("\"Mbpp/2\"", "f", "import math")).contains("no assert"));
+        let p = problem_from_record(&base("\"Mbpp/2\"", "f", "assert f() == 1")).unwrap();
+        assert_eq!(
+            p.public_tests, p.hidden_tests,
+            "no example: the first test is shown"
+        );
     }
 }

@@ -109,11 +109,12 @@ pub fn detect_dataset(path: &Path) -> Result<Dataset, LoadError> {
         if record.contains_key("public_test_cases") || record.contains_key("question_id") {
             return Ok(Dataset::LiveCodeBench);
         }
+        // MBPP+ records also carry HumanEval's keys; their asserts tell them apart.
+        if record.contains_key("assertion") || record.contains_key("test_list") {
+            return Ok(Dataset::Mbpp);
+        }
         if record.contains_key("canonical_solution") || record.contains_key("entry_point") {
             return Ok(Dataset::HumanEval);
-        }
-        if record.contains_key("test_list") {
-            return Ok(Dataset::Mbpp);
         }
     }
     let name = path
