@@ -58,5 +58,7 @@ fn the_prompts_assert_is_the_public_test() {
         .iter()
         .filter(|p| !p.hidden_tests.contains(&p.public_tests[0]))
         .count();
-    println!("MBPP+: the prompt's assert is not among the base tests in {example_not_a_test} tasks");
+    println!(
+        "MBPP+: the prompt's assert is not among the base tests in {example_not_a_test} tasks"
+    );
 }

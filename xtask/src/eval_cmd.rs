@@ -28,7 +28,8 @@ use crate::team::{load_policy, resolve_models, team_of, ModelArg};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// humaneval, mbpp or lcb:FILE (LiveCodeBench code_generation_lite JSONL).
+    /// humaneval, mbpp, mbpp-plus (EvalPlus's MBPP+ tasks, base tests) or lcb:FILE
+    /// (LiveCodeBench code_generation_lite JSONL).
     #[arg(long)]
     pub benchmark: Benchmark,
     /// A registered model name or a checkpoint (HF directory or .gguf); repeat for a team.
