@@ -162,13 +162,8 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
                     dot_rows(isa, w.format, &weights, group, &mut sums[..take]);
                     for (i, sum) in sums[..take].iter().enumerate() {
                         let row = &group[i];
-                        let minimum: f32 = if w.format.has_mins() {
-                            weights
-                                .mins
-                                .iter()
-                                .zip(row.block_sums)
-                                .map(|(m, s)| m * s)
-                                .sum()
+                        let minimum = if w.format.has_mins() {
+                            lane_dot(weights.mins, row.block_sums)
                         } else {
                             0.0
                         };
@@ -180,6 +175,26 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
         }
         out
     })
+}
+
+/// `Σ a[i]·b[i]` over eight lanes, added in a fixed order: a vector loop, where a plain sum
+/// waits on each addition in turn (for Q4_1's minimum term, one product per block).
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// One activation row.
