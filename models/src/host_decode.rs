@@ -19,7 +19,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::kernels::host::{is_ndarray, with_f32_values};
 use crate::kernels::int8_dot::{self, Q8Activations};
-use crate::kernels::quantized::{MAX_FUSED_ROWS, MAX_INT8_ROWS};
+use crate::kernels::quantized::MAX_INT8_ROWS;
 use crate::kernels::reference::PagedShape;
 use crate::kernels::skinny::{self, WeightLayout};
 use crate::kernels::{enabled, HostActivations};
@@ -90,9 +90,8 @@ impl<'a> SharedInput<'a> {
                             .get_or_insert_with(|| Q8Activations::quantize(x, rows, cols));
                         int8_dot::matmul(q8, blocks)
                     }
-                    _ => by_row_chunks(self.x, rows, cols, MAX_FUSED_ROWS, |x, m| {
-                        skinny_quantized::matmul(x, m, blocks)
-                    }),
+                    // Every row in one pass: the weight streams from memory once per step.
+                    _ => skinny_quantized::matmul(self.x, rows, blocks),
                 }
             }
             None => {
