@@ -1,7 +1,7 @@
 //! Writing a model as a Hugging Face checkpoint: `model.safetensors` (f32, Hugging Face
-//! tensor names and `[out, in]` layouts), `config.json`, and when known `tokenizer.json`,
-//! `tokenizer_config.json` and `chat_template.jinja` — loadable by this crate and by
-//! transformers. The directory is written beside its destination and renamed into place, so
+//! tensor names and `[out, in]` layouts), `config.json`, `generation_config.json`, and when
+//! known `tokenizer.json`, `tokenizer_config.json` and `chat_template.jinja` — loadable by this
+//! crate and by transformers (4.x and 5.x). The directory is written beside its destination and renamed into place, so
 //! a reader sees either the old checkpoint or the whole new one.
 
 use std::collections::HashMap;
@@ -113,6 +113,66 @@ pub fn replace_dir_atomically<E>(
     std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))
 }
 
+/// The special tokens' text: the chat template's when there is one, else the tokenizer's
+/// tokens of the config's ids. The pad token is the end-of-sequence token (these models have
+/// no other), so that batched generation in transformers needs no setting.
+fn special_tokens(
+    config: &ModelConfig,
+    tokenizer: Option<&TextTokenizer>,
+    template: Option<&ChatTemplate>,
+) -> (Option<String>, Option<String>) {
+    let text_of = |id: Option<u32>| id.and_then(|id| tokenizer.and_then(|t| t.id_to_token(id)));
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let bos = template
+        .and_then(|t| non_empty(t.bos_token()))
+        .or_else(|| text_of(config.bos_token_id));
+    let eos = template
+        .and_then(|t| non_empty(t.eos_token()))
+        .or_else(|| text_of(config.eos_token_ids.first().copied()));
+    (bos, eos)
+}
+
+/// `tokenizer_config.json`: the tokenizer class named, so that transformers 4.x loads
+/// `tokenizer.json` as it is (without a class it picks the architecture's own tokenizer, which
+/// for Llama prepends a BOS the model never saw), and the special tokens, pad included.
+pub fn tokenizer_config_json(
+    config: &ModelConfig,
+    tokenizer: Option<&TextTokenizer>,
+    template: Option<&ChatTemplate>,
+) -> serde_json::Value {
+    let (bos, eos) = special_tokens(config, tokenizer, template);
+    serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": bos,
+        "eos_token": eos,
+        "pad_token": eos,
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": config.max_position_embeddings,
+    })
+}
+
+/// `generation_config.json`: the ids generation starts and stops with, and the pad id (the
+/// end-of-sequence token's).
+pub fn generation_config_json(
+    config: &ModelConfig,
+    tokenizer: Option<&TextTokenizer>,
+    template: Option<&ChatTemplate>,
+) -> serde_json::Value {
+    let (_, eos) = special_tokens(config, tokenizer, template);
+    let pad = eos
+        .and_then(|e| tokenizer.and_then(|t| t.token_to_id(&e)))
+        .or_else(|| config.eos_token_ids.first().copied());
+    let eos_ids = match config.eos_token_ids.as_slice() {
+        [one] => serde_json::json!(one),
+        many => serde_json::json!(many),
+    };
+    serde_json::json!({
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": eos_ids,
+        "pad_token_id": pad,
+    })
+}
+
 /// Writes a checkpoint's files (safetensors, config.json, tokenizer, chat template) into `tmp`,
 /// an existing directory; [`save_hf_checkpoint`] wraps it in an atomic replacement.
 pub fn write_hf_files<B: Backend>(
@@ -155,14 +215,18 @@ pub fn write_hf_files<B: Backend>(
     }
     if let Some(t) = template {
         write("chat_template.jinja", t.source().to_string())?;
+    }
+    if tokenizer.is_some() || template.is_some() {
         write(
             "tokenizer_config.json",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "bos_token": t.bos_token(),
-                "eos_token": t.eos_token(),
-            }))
-            .unwrap_or_default(),
+            serde_json::to_string_pretty(&tokenizer_config_json(config, tokenizer, template))
+                .unwrap_or_default(),
         )?;
     }
+    write(
+        "generation_config.json",
+        serde_json::to_string_pretty(&generation_config_json(config, tokenizer, template))
+            .unwrap_or_default(),
+    )?;
     Ok(())
 }
