@@ -9,29 +9,11 @@
 
 use rayon::prelude::*;
 
+use super::host_ops::lane_dot as dot;
 use super::reference::PagedShape;
 
 /// Multiply-adds below which a call stays on the calling thread.
 const PARALLEL_WORK: usize = 1 << 16;
-
-/// Dot product with eight partial sums (vectorizes).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
-}
 
 /// Attention of `q` `[batch·tokens, heads, head_dim]` (row `b·tokens + t`) over the caches
 /// `[slots, kv_heads·head_dim]`: query `t` of row `b` sees the keys at positions

@@ -3,18 +3,28 @@
 //! place, SwiGLU's `silu(gate)·up`, residual sums. Each works on row-major slices the caller
 //! reuses between layers; [`super::reference`] holds the definitions they are tested against.
 
-/// Eight partial sums of squares, added in a fixed order (vectorizes; the same result for a
-/// row alone or in a batch).
-fn sum_of_squares(row: &[f32]) -> f32 {
+/// `Σ a[i]·b[i]` over eight partial sums added in a fixed order: a vector loop (a plain sum
+/// waits on each addition in turn), and the same result for a row alone or in a batch.
+pub fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, v) in lanes.iter_mut().zip(chunk) {
-            *lane += v * v;
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
         }
     }
-    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     lanes.iter().sum::<f32>() + tail
+}
+
+fn sum_of_squares(row: &[f32]) -> f32 {
+    lane_dot(row, row)
 }
 
 /// `out[r] = x[r] / sqrt(mean(x[r]²) + ε) · weight` for each row of `weight.len()` values.

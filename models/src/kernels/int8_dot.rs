@@ -12,6 +12,7 @@
 //! Each output element is computed from its row of `x` alone, so a row gets bitwise the same
 //! result alone or in a batch.
 
+use super::host_ops::lane_dot;
 use crate::gguf::dequant::BLOCK;
 use crate::quantized::{QuantFormat, QuantizedBlocks};
 
@@ -175,26 +176,6 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
         }
         out
     })
-}
-
-/// `Σ a[i]·b[i]` over eight lanes, added in a fixed order: a vector loop, where a plain sum
-/// waits on each addition in turn (for Q4_1's minimum term, one product per block).
-fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// One activation row.
