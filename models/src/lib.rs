@@ -13,6 +13,7 @@
 //! - [`host_decode`]: decode steps on the CPU as host loops over reused buffers, without a
 //!   Burn op per layer operation.
 //! - Text: [`TextTokenizer`] (the `tokenizers` crate) and [`ChatTemplate`] (`minijinja`).
+//! - [`word_level`]: tiny models whose tokens are whole programs, for tests and examples.
 
 pub mod attention_context;
 pub mod chat_template;
@@ -31,6 +32,7 @@ pub mod registry;
 pub mod safetensors_source;
 pub mod tokenizer;
 pub mod transformer;
+pub mod word_level;
 
 pub use attention_context::{
     attention_grouped, attention_reference, AttentionContext, FullSequence,
@@ -48,3 +50,4 @@ pub use quantized::{QuantFormat, Quantization, QuantizedBlocks};
 pub use safetensors_source::SafetensorsSource;
 pub use tokenizer::TextTokenizer;
 pub use transformer::{QuantizeReport, Transformer};
+pub use word_level::{save_word_level_model, WORD_LEVEL_SPECIALS};

@@ -13,6 +13,8 @@
 //! - [`sft`]: supervised fine-tuning on (prompt, response) pairs, to make a second agent
 //!   with weights of its own.
 //! - [`gvendi`]: G-Vendi, the diversity of solutions in a proxy model's gradient space.
+//! - [`training`]: the whole training loop as a function ([`training::train`]): rounds of
+//!   rollout and updates, held-out evaluation, checkpoints and resume, events for progress.
 //! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
 //!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
 
@@ -27,6 +29,7 @@ pub mod schedule;
 pub mod sft;
 pub mod shaping;
 pub mod trainer;
+pub mod training;
 
 pub use loss::{LossConfig, LossKind};
 pub use samples::{tree_samples, TrainSample};

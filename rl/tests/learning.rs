@@ -1,101 +1,29 @@
-//! A real learning test: a tiny model whose answers are one token, each token standing for
-//! one program, is trained by MARS² (AB-MCTS trees judged in the sandbox, tree-consistent
-//! shaping, tree-group advantages, GSPO with AdamW) on one easy problem, and its pass rate
-//! rises.
+//! A real learning test of the training loop itself ([`mars2_rl::training::train`]): a tiny
+//! model whose tokens are whole programs (one right, seven wrong) is trained by MARS²
+//! (AB-MCTS trees judged in the sandbox, tree-consistent shaping, tree-group advantages, GSPO
+//! with AdamW) on one easy problem; the share of right programs in its rollouts rises and its
+//! greedy answer ends right. The run writes its files like any other.
 
-use std::sync::RwLock;
-
-use burn::backend::{Autodiff, NdArray};
-use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor, TensorData};
-use mars2_engine::{generate, GenerationRequest, SamplingParams};
-use mars2_models::attention_context::FullSequence;
-use mars2_models::{ModelConfig, Transformer};
-use mars2_rl::schedule::LrSchedule;
-use mars2_rl::{tree_samples, AgentTrainer, LossConfig, ShapingConfig, TrainerConfig};
+use burn::backend::NdArray;
+use mars2_engine::DeviceKind;
+use mars2_models::save_word_level_model;
+use mars2_rl::training::{train, AgentModel, Algorithm, TrainConfig, TrainEvent, TrainJob};
 use mars2_sandbox::{Dataset, Problem, Sandbox, TestCase};
-use mars2_search::config::{AgentSpec, Method, SearchConfig};
-use mars2_search::runner::grow_tree;
-use mars2_search::{Generation, Policy, PolicyRequest, SearchContext};
+use serde_json::Value;
 
 type Cpu = NdArray<f32>;
-type Train = Autodiff<Cpu>;
 
-const RIGHT_TOKEN: u32 = 5;
-const FRESH_PROMPT: [u32; 2] = [1, 2];
-const REFINE_PROMPT: [u32; 2] = [1, 3];
-
-/// Token t answers with program `t`: only token 5 is right.
-fn program_of(token: u32) -> String {
-    let body = match token {
-        RIGHT_TOKEN => "a + b".to_string(),
-        t => format!("a - b + {t}"),
-    };
-    format!("```python\ndef add(a, b):\n    return {body}\n```")
-}
-
-fn config() -> ModelConfig {
-    ModelConfig {
-        intermediate_size: 24,
-        max_position_embeddings: 32,
-        ..ModelConfig::tiny_llama(8, 16, 1)
-    }
-}
-
-struct OneTokenPolicy {
-    model: RwLock<Transformer<Cpu>>,
-}
-
-impl Policy for OneTokenPolicy {
-    fn models(&self) -> usize {
-        1
-    }
-    fn model_name(&self, _: usize) -> String {
-        "tiny".into()
-    }
-    fn generate(&self, r: PolicyRequest<'_>) -> mars2_search::Result<Generation> {
-        let refine = r.messages.len() > 2 || r.messages[1].content.contains("previous attempt");
-        let prompt = if refine { REFINE_PROMPT } else { FRESH_PROMPT }.to_vec();
-        let model = self.model.read().unwrap();
-        let request = GenerationRequest {
-            prompt: prompt.clone(),
-            params: SamplingParams {
-                temperature: 1.0,
-                seed: r.seed,
-                max_new_tokens: 1,
-                ignore_eos: true,
-                ..SamplingParams::default()
-            },
-        };
-        let out = generate(&model, &config(), &[request], &Default::default())
-            .map_err(|e| mars2_search::SearchError::Generation(e.to_string()))?;
-        let out = &out[0];
-        Ok(Generation {
-            text: program_of(out.tokens[0]),
-            prompt_len: prompt.len(),
-            prompt_tokens: prompt,
-            response_len: 1,
-            response_tokens: out.tokens.clone(),
-            logprobs: out.logprobs.clone(),
-            finish_reason: "length".into(),
-            weights_version: 0,
+fn programs() -> Vec<String> {
+    (0..8)
+        .map(|t| {
+            let body = if t == 0 {
+                "a + b".to_string()
+            } else {
+                format!("a + b + {t}")
+            };
+            format!("```python\ndef add(a, b):\n    return {body}\n```")
         })
-    }
-}
-
-/// The probability that a fresh answer is right: the model's probability of token 5.
-fn pass_rate(model: &Transformer<Cpu>) -> f64 {
-    let device = Default::default();
-    let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(vec![1i64, 2], [1, 2]), &device);
-    let positions =
-        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(vec![0i64, 1], [1, 2]), &device);
-    let mut ctx = FullSequence::new(positions.clone());
-    let logits = model
-        .forward(ids, positions, &mut ctx)
-        .slice([0..1, 1..2])
-        .reshape([1, 8]);
-    let p: Vec<f32> = softmax(logits, 1).to_data().iter::<f32>().collect();
-    p[RIGHT_TOKEN as usize] as f64
+        .collect()
 }
 
 fn problem() -> Problem {
@@ -111,7 +39,7 @@ fn problem() -> Problem {
         starter_code: String::new(),
         entry_point: Some("add".into()),
         public_tests: vec![t("assert add(1, 2) == 3")],
-        hidden_tests: vec![t("assert add(1, 2) == 3"), t("assert add(0, 0) == 0")],
+        hidden_tests: vec![t("assert add(1, 2) == 3"), t("assert add(2, 2) == 4")],
         reference_solution: None,
         platform: None,
         difficulty: None,
@@ -119,65 +47,107 @@ fn problem() -> Problem {
     }
 }
 
-#[test]
-fn mars2_training_raises_the_pass_rate() {
-    let device = Default::default();
-    let model = Transformer::<Train>::random(&config(), &device);
-    let policy = OneTokenPolicy {
-        model: RwLock::new(Transformer::<Cpu>::random(&config(), &device)),
+fn config(out: &std::path::Path, model: &std::path::Path) -> TrainConfig {
+    let mut c = TrainConfig {
+        algorithm: Algorithm::Mars2,
+        agents: vec![model.display().to_string()],
+        device: DeviceKind::Cpu,
+        seed: 1,
+        out: out.to_path_buf(),
+        ..TrainConfig::default()
     };
-    let before = pass_rate(&policy.model.read().unwrap());
-    let mut trainer = AgentTrainer::new(
-        model,
-        TrainerConfig {
-            schedule: LrSchedule {
-                peak: 0.02,
-                warmup_fraction: 0.0,
-                total_steps: 12,
-                floor_fraction: 0.5,
-            },
-            train_batch: 8,
-            grad_clip: 1.0,
-            loss: LossConfig {
-                kl_beta: 0.0,
-                ..LossConfig::default()
-            },
-            temperature: 1.0,
+    c.data.train_problems = 1;
+    c.data.eval_problems = 1;
+    c.search.budget = 16;
+    c.search.concurrency = 1;
+    c.search.partial_credit = false;
+    c.sampling.temperature = 1.0;
+    c.sampling.max_new_tokens = 1;
+    c.sampling.stop_strings = Vec::new();
+    c.train.rounds = 12;
+    c.train.problems_per_round = 1;
+    c.train.train_batch = 16;
+    c.train.lr = 0.05;
+    c.train.warmup_fraction = 0.0;
+    c.train.floor_fraction = 0.5;
+    c.train.kl_beta = 0.0;
+    c.train.max_staleness = 0;
+    // Trees whose programs all pass (or all fail) carry no signal; dropping them keeps Adam's
+    // momentum from walking the tiny model off its answer on zero-gradient steps.
+    c.shaping.dynamic_filtering = true;
+    c.engine.kv_cache_mb = 64;
+    c
+}
+
+/// Each round's share of right programs among the nodes of its trees, from `rollouts.jsonl`.
+fn rollout_pass_rates(out: &std::path::Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(out.join("rollouts.jsonl")).expect("rollouts.jsonl");
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .map(|tree| {
+            let nodes = tree["tree"]["nodes"].as_array().expect("nodes");
+            let generated: Vec<&Value> = nodes.iter().filter(|n| n["parent"].is_u64()).collect();
+            let right = generated
+                .iter()
+                .filter(|n| n["reward"].as_f64().expect("reward") >= 1.0)
+                .count();
+            right as f64 / generated.len() as f64
+        })
+        .collect()
+}
+
+#[test]
+fn the_training_loop_raises_the_pass_rate() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let model = dir.path().join("tiny-adder");
+    save_word_level_model::<Cpu>(&model, &programs(), 16, &Default::default())
+        .expect("model written");
+    let out = dir.path().join("run");
+    let job = TrainJob {
+        config: config(&out, &model),
+        agents: vec![AgentModel {
+            name: "tiny-adder".into(),
+            path: model,
+        }],
+        train: vec![problem()],
+        held_out: vec![problem()],
+        sandbox: Sandbox::with_defaults().expect("sandbox"),
+        resume: false,
+    };
+    let mut updates = 0;
+    let mut committed = Vec::new();
+    let summary = train::<Cpu>(
+        job,
+        &Default::default(),
+        &mut |event: TrainEvent<'_>| match event {
+            TrainEvent::Updated { metrics, .. } => {
+                assert!(metrics.loss.is_finite() && metrics.grad_norm.is_finite());
+                updates += 1;
+            }
+            TrainEvent::RoundCommitted { round } => committed.push(round),
+            _ => {}
         },
-        device,
+    )
+    .expect("the run finishes");
+
+    assert_eq!(committed, (0..12).collect::<Vec<_>>());
+    let agent = &summary.agents[0];
+    assert_eq!(agent.updates, updates);
+    assert!(updates >= 3, "{updates} updates");
+    let rates = rollout_pass_rates(&out);
+    assert_eq!(rates.len(), 12, "{rates:?}");
+    let early = rates[..3].iter().sum::<f64>() / 3.0;
+    let late = rates[9..].iter().sum::<f64>() / 3.0;
+    assert!(late > early + 0.3, "rollout pass rates by round: {rates:?}");
+    assert_eq!(
+        (agent.held_out_after.passed, agent.held_out_after.judged),
+        (1, 1),
+        "the greedy answer after training: {summary:?}"
     );
-    let sandbox = Sandbox::with_defaults().unwrap();
-    let team = [AgentSpec::new("tiny", 0)];
-    let problem = problem();
-    let mut steps = 0;
-    for round in 0..12 {
-        let search = SearchConfig {
-            seed: round,
-            ..SearchConfig::for_training(Method::Abmcts, 8)
-        };
-        let ctx = SearchContext {
-            config: &search,
-            team: &team,
-            policy: &policy,
-            sandbox: &sandbox,
-            scorer: None,
-        };
-        let tree = grow_tree(&ctx, &problem, 0, &|_| {}).unwrap();
-        trainer.push(
-            tree_samples(&tree, &team, &ShapingConfig::default())
-                .into_iter()
-                .map(|(_, s)| s),
-        );
-        while let Some(metrics) = trainer.train_step() {
-            assert!(metrics.loss.is_finite() && metrics.grad_norm.is_finite());
-            steps += 1;
-            *policy.model.write().unwrap() = trainer.inference_model().unwrap();
-        }
+    for file in ["config.toml", "rollouts.jsonl", "summary.json"] {
+        assert!(out.join(file).is_file(), "{file} written");
     }
-    let after = pass_rate(&policy.model.read().unwrap());
-    assert!(steps >= 10, "{steps} updates");
-    assert!(
-        after > before + 0.25,
-        "pass rate before {before:.3}, after {after:.3}"
-    );
+    assert!(out.join("checkpoints/latest/tiny-adder").is_dir());
+    assert_eq!(agent.model, out.join("checkpoints/latest/tiny-adder/model"));
+    assert!(agent.model.join("config.json").is_file(), "{summary:?}");
 }

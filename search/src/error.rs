@@ -19,6 +19,15 @@ pub enum SearchError {
         model: usize,
         models: usize,
     },
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Device(#[from] mars2_engine::EngineError),
+    #[error("loading {path}: {source}")]
+    Model {
+        path: PathBuf,
+        source: mars2_models::ModelError,
+    },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}, line {line}: {message}")]

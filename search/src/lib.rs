@@ -14,6 +14,7 @@
 pub mod config;
 pub mod diversity;
 pub mod error;
+pub mod evaluation;
 pub mod judging;
 pub mod metrics;
 pub mod policy;
@@ -24,6 +25,7 @@ pub mod report;
 pub mod runner;
 pub mod scorer;
 pub mod select;
+pub mod team;
 pub mod tree;
 
 pub use config::{
@@ -36,4 +38,5 @@ pub use posterior::{Posterior, PosteriorKind};
 pub use records::{ProblemRecord, RunDir};
 pub use runner::{grow_tree, run_problem, run_problems, ProblemRun, SearchContext};
 pub use scorer::Scorer;
+pub use team::{load_team, team_of, AgentModel, LoadedTeam};
 pub use tree::{Generation, Judgement, Node, NodeId, Tree};

@@ -8,6 +8,10 @@ use mars2_sandbox::{truncate, Dataset, Problem, TestCase, VerdictKind};
 use crate::config::{AgentSpec, ContextMode, FeedbackMode, Role};
 use crate::tree::{Judgement, NodeId, Tree};
 
+/// The end of a fenced code block on its own line: answers that stop at it end after their
+/// first program (the opening fence carries a language name, so it does not match).
+pub const CLOSING_FENCE: &str = "\n```\n";
+
 /// Longest input, expected or actual output quoted in error feedback, in characters.
 pub const FEEDBACK_CHARS: usize = 600;
 

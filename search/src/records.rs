@@ -99,7 +99,7 @@ impl RunDir {
     }
 }
 
-fn pretty(value: &impl Serialize) -> Result<String> {
+pub(crate) fn pretty(value: &impl Serialize) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(|e| SearchError::Generation(e.to_string()))
 }
 

@@ -1,30 +1,27 @@
-//! `cargo xtask eval`: grows one search tree per benchmark problem with a team of agents and
-//! writes `summary.json`, `trees.jsonl` and `report.html` into `--out`. Rerunning with the
-//! same `--out` and settings resumes: finished problems are not redone.
+//! `cargo xtask eval`: the arguments of [`mars2_search::evaluation::evaluate`], a progress
+//! bar over its problems, G-Vendi on request, and the summary printed. The run directory
+//! (`--out`) gets `summary.json`, `trees.jsonl` and `report.html`; rerunning with the same
+//! `--out` and settings resumes.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use mars2_engine::{run_on, BackendTask, DeviceKind, EngineConfig, SamplingParams};
-use mars2_sandbox::{Problem, Sandbox, SandboxConfig, Split};
-use mars2_search::config::{AgentChoice, ContextMode, Method, PromptStyle, SearchConfig};
-use mars2_search::diversity::distinct_algorithms;
-use mars2_search::records::{ProblemRecord, RunDir, REPORT_FILE, SUMMARY_FILE};
-use mars2_search::report::{render_report, ReportInput};
-use mars2_search::runner::{run_problems, ProblemRun, SearchContext};
-use mars2_search::{problem_metrics, summarize, AgentSpec, Scorer, Summary};
+use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_sandbox::{SandboxConfig, Split};
+use mars2_search::config::{AgentChoice, ContextMode, Method, PromptStyle};
+use mars2_search::evaluation::{evaluate, EvalConfig, EvalEvent, EvalJob};
+use mars2_search::records::{write_atomically, SUMMARY_FILE};
+use mars2_search::{Scorer, Summary};
 use serde_json::json;
 
 use crate::benchmark::{load_benchmark, parse_split, Benchmark};
 use crate::gvendi_eval::run_g_vendi;
 use crate::judging::start_sandbox;
 use crate::rm_cmd::load_reward_model;
-use crate::team::{load_policy, resolve_models, team_of, ModelArg};
+use crate::team::resolve_models;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -122,54 +119,30 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    fn search_config(&self) -> SearchConfig {
-        let mut config = SearchConfig::for_eval(self.method, self.budget);
-        config.context = self.context;
-        config.agent_choice = self.agent_choice;
-        if let Some(kappa) = self.kappa {
-            config.depth_kappa = kappa;
-        }
-        config.stop_on_pass = !self.no_stop_on_pass;
-        config.seed = self.seed;
-        config.blend_alpha = self.blend_alpha;
-        config.prompt_style = self.prompt_style;
-        config.definitions_only = self.definitions_only;
-        config
-    }
-
-    fn sampling(&self) -> SamplingParams {
-        SamplingParams {
+    fn eval_config(&self) -> EvalConfig {
+        EvalConfig {
+            method: self.method,
+            budget: self.budget,
+            samples: self.samples,
+            seed: self.seed,
+            context: self.context,
+            agent_choice: self.agent_choice,
+            multi_role: self.multi_role,
+            kappa: self.kappa,
+            stop_on_pass: !self.no_stop_on_pass,
             temperature: self.temperature,
             top_p: self.top_p,
             max_new_tokens: self.max_new_tokens,
-            stop_strings: if self.stop_at_fence {
-                vec![crate::train_config::CLOSING_FENCE.to_string()]
-            } else {
-                Vec::new()
-            },
-            ..SamplingParams::default()
+            stop_at_fence: self.stop_at_fence,
+            concurrency: self.concurrency,
+            kv_cache_mb: self.kv_cache_mb,
+            da_k: self.da_k,
+            blend_alpha: self.blend_alpha,
+            quantize: self.quantize,
+            prompt_style: self.prompt_style,
+            definitions_only: self.definitions_only,
+            device: self.device,
         }
-    }
-
-    /// Everything that decides the results (not the problem limit, device or concurrency):
-    /// a run directory only resumes a run with the same settings.
-    fn settings(&self, models: &[ModelArg]) -> serde_json::Value {
-        let mut settings = json!({
-            "benchmark": self.benchmark.to_string(),
-            "split": format!("{:?}", self.split).to_lowercase(),
-            "agents": models.iter().map(|m| json!({"name": m.name, "path": m.path})).collect::<Vec<_>>(),
-            "multi_role": self.multi_role,
-            "search": self.search_config(),
-            "samples": self.samples,
-            "sampling": self.sampling(),
-            "da_k": self.da_k,
-            "reward_model": self.reward_model,
-        });
-        // Only when set, so that run directories written before the option still resume.
-        if let Some(q) = self.quantize {
-            settings["quantize"] = json!(q.name());
-        }
-        settings
     }
 }
 
@@ -182,101 +155,44 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(limit) = args.limit {
         problems.truncate(limit);
     }
-    let settings = args.settings(&models);
     let sandbox = start_sandbox(SandboxConfig::default(), args.require_isolation)?;
-    let (run_dir, done) = RunDir::open(&args.out, &settings)?;
-    let previous_wall = previous_wall_seconds(&args.out);
-    let device = args.device;
-    run_on(
-        device,
-        EvalTask {
-            args,
-            models,
-            problems,
-            done,
-            run_dir,
-            settings,
-            previous_wall,
-            sandbox,
-        },
-    )?
-}
-
-/// Wall seconds recorded by earlier runs in the same directory.
-fn previous_wall_seconds(out: &std::path::Path) -> f64 {
-    std::fs::read_to_string(out.join(SUMMARY_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("wall_seconds").and_then(|w| w.as_f64()))
-        .unwrap_or(0.0)
+    let job = EvalJob {
+        config: args.eval_config(),
+        benchmark: args.benchmark.to_string(),
+        split: args.split,
+        agents: models,
+        problems,
+        sandbox,
+        out: args.out.clone(),
+        reward_model: args.reward_model.clone(),
+    };
+    run_on(args.device, EvalTask { job, args })?
 }
 
 struct EvalTask {
+    job: EvalJob,
     args: EvalArgs,
-    models: Vec<ModelArg>,
-    problems: Vec<Problem>,
-    done: Vec<ProblemRecord>,
-    run_dir: RunDir,
-    settings: serde_json::Value,
-    previous_wall: f64,
-    sandbox: Sandbox,
 }
 
 impl BackendTask for EvalTask {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let EvalTask {
-            args,
-            models,
-            problems,
-            done,
-            run_dir,
-            settings,
-            previous_wall,
-            sandbox,
-        } = self;
-        let started = Instant::now();
-        let engine = EngineConfig {
-            kv_cache_bytes: args.kv_cache_mb << 20,
-            ..EngineConfig::default()
-        };
-        let policy = load_policy::<B>(&models, engine, &args.sampling(), args.quantize, &device)?;
-        let team = team_of(&models, args.multi_role);
-        let agent_names: Vec<String> = team.iter().map(|a| a.name.clone()).collect();
-        let config = args.search_config();
+        let EvalTask { job, args } = self;
         let reward_model = match &args.reward_model {
             Some(path) => Some(load_reward_model::<B>(path, &device)?),
             None => None,
         };
-        let ctx = SearchContext {
-            config: &config,
-            team: &team,
-            policy: &policy,
-            sandbox: &sandbox,
-            scorer: reward_model.as_ref().map(|m| m as &dyn Scorer),
+        let first_model = job.agents[0].clone();
+        let problems = if args.g_vendi {
+            job.problems.clone()
+        } else {
+            Vec::new()
         };
-        ctx.validate()?;
-
-        let todo: Vec<&Problem> = problems
-            .iter()
-            .filter(|p| !done.iter().any(|r| r.problem_id == p.id))
-            .collect();
-        if !done.is_empty() {
-            eprintln!(
-                "resuming {}: {} problems done, {} to go",
-                run_dir.path().display(),
-                done.len(),
-                todo.len()
-            );
-        }
-        let progress = progress_bar(todo.len());
+        let progress = progress_bar(0);
         let nodes = AtomicUsize::new(0);
         let solved = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
-        let run_dir = Mutex::new(run_dir);
-        let new_records = Mutex::new(Vec::new());
-        let failures = Mutex::new(Vec::new());
         let update = |progress: &ProgressBar| {
             let f = finished.load(Ordering::SeqCst);
             let rate = if f > 0 {
@@ -292,67 +208,51 @@ impl BackendTask for EvalTask {
                 nodes.load(Ordering::SeqCst)
             ));
         };
-        let on_node = |_: &mars2_search::Node| {
-            nodes.fetch_add(1, Ordering::SeqCst);
-            update(&progress);
-        };
-        let on_done = |index: usize, result: mars2_search::Result<ProblemRun>| {
-            let problem = todo[index];
-            let outcome = finish_problem(&sandbox, &team, args.da_k, result).and_then(|record| {
-                run_dir
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("run directory lock poisoned"))?
-                    .append(&record)?;
-                Ok(record)
-            });
-            match outcome {
-                Ok(record) => {
-                    solved.fetch_add(record.metrics.pass1_mcts as usize, Ordering::SeqCst);
-                    finished.fetch_add(1, Ordering::SeqCst);
-                    if let Ok(mut v) = new_records.lock() {
-                        v.push(record);
-                    }
-                }
-                Err(e) => {
-                    progress.suspend(|| eprintln!("{}: {e:#}", problem.id));
-                    if let Ok(mut v) = failures.lock() {
-                        v.push(format!("{}: {e:#}", problem.id));
-                    }
-                }
+        let observer = |event: EvalEvent<'_>| match event {
+            EvalEvent::Quantized { agent, report } => {
+                progress.suspend(|| eprintln!("{agent}: {report}"));
             }
-            progress.inc(1);
-            update(&progress);
+            EvalEvent::Resuming { done, todo } => progress.suspend(|| {
+                eprintln!(
+                    "resuming {}: {done} problems done, {todo} to go",
+                    args.out.display()
+                )
+            }),
+            EvalEvent::Started { problems } => {
+                progress.set_length(problems as u64);
+                update(&progress);
+            }
+            EvalEvent::NodeGrown { nodes: n } => {
+                nodes.store(n, Ordering::SeqCst);
+                update(&progress);
+            }
+            EvalEvent::ProblemFinished {
+                finished: f,
+                solved: s,
+                ..
+            } => {
+                finished.store(f, Ordering::SeqCst);
+                solved.store(s, Ordering::SeqCst);
+                progress.inc(1);
+                update(&progress);
+            }
+            EvalEvent::ProblemFailed { problem_id, error } => {
+                progress.suspend(|| eprintln!("{problem_id}: {error}"));
+                progress.inc(1);
+            }
+            EvalEvent::Finished { .. } => progress.finish_and_clear(),
         };
-        run_problems(
-            &ctx,
-            &todo,
-            args.samples,
-            args.concurrency,
-            &on_node,
-            &on_done,
-        );
+        let scorer = reward_model.as_ref().map(|m| m as &dyn Scorer);
+        let mut outcome = evaluate::<B>(job, &device, scorer, &observer)?;
         progress.finish_and_clear();
 
-        let mut records = done;
-        records.extend(new_records.into_inner().unwrap_or_default());
-        // Report in benchmark order.
-        records.sort_by_key(|r| problems.iter().position(|p| p.id == r.problem_id));
-        let metrics: Vec<_> = records.iter().map(|r| r.metrics.clone()).collect();
-        let wall = previous_wall + started.elapsed().as_secs_f64();
-        let summary = summarize(&metrics, &agent_names, wall);
-        let run_dir = run_dir
-            .into_inner()
-            .map_err(|_| anyhow::anyhow!("run directory lock poisoned"))?;
-        let mut summary_json = serde_json::to_value(&summary)?;
-        summary_json["settings"] = settings.clone();
-        summary_json["isolation"] = serde_json::to_value(sandbox.isolation())?;
-        // G-Vendi comes last and may fail (loading the proxy); the summary is written anyway.
+        // G-Vendi comes last and may fail (loading the proxy); the summary is kept anyway.
         let g_vendi_line = args.g_vendi.then(|| {
             eprintln!(
                 "G-Vendi: gradients of the correct programs under {}",
-                models[0].name
+                first_model.name
             );
-            let scored = run_g_vendi::<B>(&models[0].path, &problems, &records, &device);
+            let scored = run_g_vendi::<B>(&first_model.path, &problems, &outcome.records, &device);
             let (score, scored_problems, line) = match scored {
                 Ok(Some((score, n))) => (
                     Some(score),
@@ -366,67 +266,35 @@ impl BackendTask for EvalTask {
                 ),
                 Err(e) => (None, 0, format!("G-Vendi failed: {e:#}")),
             };
-            summary_json["g_vendi"] = serde_json::json!(score);
-            summary_json["g_vendi_problems"] = serde_json::json!(scored_problems);
+            outcome.summary_json["g_vendi"] = json!(score);
+            outcome.summary_json["g_vendi_problems"] = json!(scored_problems);
             line
         });
-        run_dir.write(SUMMARY_FILE, &serde_json::to_string_pretty(&summary_json)?)?;
-        let title = format!(
-            "{} · {} · budget {}",
-            args.benchmark,
-            config.method.as_str(),
-            config.budget
-        );
-        run_dir.write(
-            REPORT_FILE,
-            &render_report(&ReportInput {
-                title: &title,
-                settings: &settings,
-                summary: &summary,
-                agents: &agent_names,
-                records: &records,
-            }),
-        )?;
-        print_summary(&title, &summary);
+        if g_vendi_line.is_some() {
+            write_atomically(
+                &outcome.run_dir.join(SUMMARY_FILE),
+                &serde_json::to_string_pretty(&outcome.summary_json)?,
+            )?;
+        }
+        print_summary(&outcome.title, &outcome.summary);
         if let Some(line) = g_vendi_line {
             println!("{line}");
         }
-        println!("wrote {}", run_dir.path().display());
-        let failures = failures.into_inner().unwrap_or_default();
-        if !failures.is_empty() {
+        println!("wrote {}", outcome.run_dir.display());
+        if !outcome.failures.is_empty() {
+            let lines: Vec<String> = outcome
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.problem_id, f.error))
+                .collect();
             bail!(
                 "{} problems failed and will run again on resume:\n  {}",
-                failures.len(),
-                failures.join("\n  ")
+                lines.len(),
+                lines.join("\n  ")
             );
         }
         Ok(())
     }
-}
-
-/// Metrics (with DA@K) of a finished problem.
-fn finish_problem(
-    sandbox: &Sandbox,
-    team: &[AgentSpec],
-    da_k: usize,
-    result: mars2_search::Result<ProblemRun>,
-) -> Result<ProblemRecord> {
-    let run = result?;
-    let correct: Vec<&str> = run
-        .tree
-        .generated()
-        .filter(|n| n.passes_hidden())
-        .filter_map(|n| n.code.as_deref())
-        .collect();
-    let da = distinct_algorithms(sandbox, &correct, da_k)?;
-    let metrics = problem_metrics(&run, team.len(), da);
-    Ok(ProblemRecord {
-        problem_id: run.problem_id,
-        tree: run.tree,
-        samples: run.samples,
-        metrics,
-        wall_seconds: run.wall_seconds,
-    })
 }
 
 fn progress_bar(len: usize) -> ProgressBar {

@@ -20,11 +20,7 @@ mod rm_cmd;
 mod sft_cmd;
 mod team;
 mod test_cmd;
-mod train_checkpoints;
 mod train_cmd;
-mod train_config;
-mod train_rollout;
-mod train_round;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

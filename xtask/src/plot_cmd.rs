@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::plots::write_training_plots;
-use crate::train_round::METRICS_FILE;
+use mars2_rl::training::round::METRICS_FILE;
 
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {

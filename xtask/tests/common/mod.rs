@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use burn::backend::NdArray;
-use mars2_models::{save_hf_checkpoint, ModelConfig, Transformer};
+use mars2_models::save_word_level_model;
 use mars2_sandbox::{load_problems, LoadOptions, Problem, Split};
-use serde_json::{json, Value};
 
 /// The repository root (this package's parent), as `cargo test` gives it.
 pub fn repo_dir() -> PathBuf {
@@ -53,12 +52,9 @@ fn mbpp(split: Split, n: usize) -> Vec<Problem> {
         .collect()
 }
 
-/// The tiny code model's words: three special tokens, then programs.
+/// The tiny code model's words (after the three special tokens): programs.
 fn vocabulary() -> Vec<String> {
-    let mut words: Vec<String> = ["<unk>", "<|im_start|>", "<|im_end|>"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut words: Vec<String> = Vec::new();
     let fenced = |code: &str, copy: usize| format!("```python\n{}\n# {copy}\n```", code.trim());
     for problem in mbpp(Split::Train, 4) {
         let code = problem.reference_solution.expect("MBPP has reference code");
@@ -79,46 +75,8 @@ fn vocabulary() -> Vec<String> {
 /// tokenizer, a ChatML template) into `dir/tiny-coder`; returns its path.
 pub fn tiny_code_model(dir: &Path) -> PathBuf {
     let path = dir.join("tiny-coder");
-    let words = vocabulary();
-    let config = ModelConfig {
-        max_position_embeddings: 4096,
-        eos_token_ids: vec![2],
-        ..ModelConfig::tiny_llama(words.len(), 32, 1)
-    };
-    let model = Transformer::<NdArray<f32>>::random(&config, &Default::default());
-    save_hf_checkpoint(&path, &model, &config, None, None).expect("checkpoint written");
-    let vocab: serde_json::Map<String, Value> = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.clone(), json!(i)))
-        .collect();
-    let special = |id: usize| {
-        json!({"id": id, "content": words[id], "single_word": false, "lstrip": false,
-               "rstrip": false, "normalized": false, "special": true})
-    };
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [special(0), special(1), special(2)],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "WhitespaceSplit"},
-        "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
-    });
-    std::fs::write(path.join("tokenizer.json"), tokenizer.to_string()).expect("tokenizer");
-    std::fs::write(
-        path.join("tokenizer_config.json"),
-        json!({"eos_token": "<|im_end|>", "bos_token": null, "unk_token": "<unk>"}).to_string(),
-    )
-    .expect("tokenizer config");
-    std::fs::write(
-        path.join("chat_template.jinja"),
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n\
-         {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-    )
-    .expect("chat template");
+    save_word_level_model::<NdArray<f32>>(&path, &vocabulary(), 32, &Default::default())
+        .expect("tiny code model written");
     path
 }
 

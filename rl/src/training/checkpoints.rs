@@ -1,4 +1,4 @@
-//! Where `cargo xtask train` keeps its checkpoints, and how a round's set of them is committed.
+//! Where a training run keeps its checkpoints, and how a round's set of them is committed.
 //!
 //! Every agent's checkpoint of round `r` is written to `checkpoints/round-<r>/<agent>/`. Once
 //! all of them are complete, the symbolic link `checkpoints/latest` is switched to that round
@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use super::error::{TrainError, TrainResult};
 
 /// The checkpoints of one run directory.
 pub struct RunCheckpoints {
@@ -30,17 +30,22 @@ impl RunCheckpoints {
         self.round_dir(round).join(agent)
     }
 
+    /// Agent `agent`'s checkpoint of the last committed round (through the `latest` link).
+    pub fn latest_agent_dir(&self, agent: &str) -> PathBuf {
+        self.root.join(LATEST).join(agent)
+    }
+
     fn round_dir(&self, round: usize) -> PathBuf {
         self.root.join(format!("{ROUND_PREFIX}{round}"))
     }
 
     /// The last committed round, if any.
-    pub fn latest(&self) -> Result<Option<usize>> {
+    pub fn latest(&self) -> TrainResult<Option<usize>> {
         let link = self.root.join(LATEST);
         let target = match std::fs::read_link(&link) {
             Ok(target) => target,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", link.display())),
+            Err(e) => return Err(TrainError::io(&link, e)),
         };
         let round = target
             .to_str()
@@ -48,39 +53,40 @@ impl RunCheckpoints {
             .and_then(|r| r.parse::<usize>().ok());
         match round {
             Some(round) if self.round_dir(round).is_dir() => Ok(Some(round)),
-            _ => bail!(
-                "{}: points to {}, which is not a round of this run",
-                link.display(),
-                target.display()
-            ),
+            _ => Err(TrainError::Resume {
+                message: format!(
+                    "points to {}, which is not a round of this run",
+                    target.display()
+                ),
+                path: link,
+            }),
         }
     }
 
     /// Makes round `round` the one to resume from, then removes every other round.
-    pub fn commit(&self, round: usize) -> Result<()> {
+    pub fn commit(&self, round: usize) -> TrainResult<()> {
         let link = self.root.join(LATEST);
         let fresh = self.root.join(".latest.new");
         let _ = std::fs::remove_file(&fresh);
         std::os::unix::fs::symlink(format!("{ROUND_PREFIX}{round}"), &fresh)
-            .with_context(|| format!("creating {}", fresh.display()))?;
+            .map_err(|e| TrainError::io(&fresh, e))?;
         sync_dir(&self.round_dir(round))?;
-        std::fs::rename(&fresh, &link)
-            .with_context(|| format!("switching {} to round {round}", link.display()))?;
+        std::fs::rename(&fresh, &link).map_err(|e| TrainError::io(&link, e))?;
         sync_dir(&self.root)?;
         self.remove_rounds_except(Some(round))
     }
 
     /// Removes every checkpoint (a fresh run in a directory that held another).
-    pub fn clear(&self) -> Result<()> {
+    pub fn clear(&self) -> TrainResult<()> {
         let _ = std::fs::remove_file(self.root.join(LATEST));
         self.remove_rounds_except(None)
     }
 
-    fn remove_rounds_except(&self, keep: Option<usize>) -> Result<()> {
+    fn remove_rounds_except(&self, keep: Option<usize>) -> TrainResult<()> {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.root.display())),
+            Err(e) => return Err(TrainError::io(&self.root, e)),
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -89,7 +95,7 @@ impl RunCheckpoints {
                 .and_then(|r| r.parse::<usize>().ok());
             if round.is_some() && round != keep {
                 std::fs::remove_dir_all(entry.path())
-                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                    .map_err(|e| TrainError::io(&entry.path(), e))?;
             }
         }
         Ok(())
@@ -97,10 +103,10 @@ impl RunCheckpoints {
 }
 
 /// Flushes a directory's entries to disk (a rename or a new file in it survives a crash).
-fn sync_dir(dir: &Path) -> Result<()> {
+fn sync_dir(dir: &Path) -> TrainResult<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+        .map_err(|e| TrainError::io(dir, e))
 }
 
 #[cfg(test)]

@@ -1,24 +1,24 @@
-//! One training round of `cargo xtask train`: the round's trees become per-agent samples
-//! (shaping, tree-group advantages), each agent updates as often as its buffer allows and
-//! hands its new weights to the engine, and every update writes one `metrics.jsonl` line.
-//! Also the round bookkeeping: which problems a round grows trees for, and trimming the
-//! run's logs back to the last checkpoint on resume.
+//! One training round: the round's trees become per-agent samples (shaping, tree-group
+//! advantages), each agent updates as often as its buffer allows and hands its new weights to
+//! the engine, and every update writes one `metrics.jsonl` line. Also the round bookkeeping:
+//! which problems a round grows trees for, and trimming the run's logs back to the last
+//! checkpoint on resume.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use indicatif::ProgressBar;
-use mars2_rl::{tree_samples, AgentTrainer, ShapingConfig, TrainSample};
 use mars2_sandbox::Problem;
 use mars2_search::config::AgentSpec;
 use mars2_search::runner::ProblemRun;
 use mars2_search::EnginePolicy;
 use serde_json::{json, Value};
 
-use crate::team::ModelArg;
-use crate::train_config::{Algorithm, TrainConfig};
+use super::config::{Algorithm, TrainConfig};
+use super::error::{TrainError, TrainResult};
+use super::observer::{TrainEvent, TrainObserver};
+use crate::{tree_samples, AgentTrainer, ShapingConfig, TrainSample};
+use mars2_search::AgentModel;
 
 /// The per-step log of a run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -43,21 +43,21 @@ pub fn round_problems(train: &[Problem], per_round: usize, round: usize) -> Vec<
 /// What a round's training needs to see.
 pub struct RoundContext<'a, B: Backend> {
     pub config: &'a TrainConfig,
-    pub models: &'a [ModelArg],
+    pub models: &'a [AgentModel],
     pub team: &'a [AgentSpec],
     pub policy: &'a EnginePolicy<B>,
-    pub progress: &'a ProgressBar,
 }
 
 impl<B: Backend> RoundContext<'_, B> {
     /// Trains every agent on its samples of `grown`; `write` receives one metrics line per
-    /// update.
+    /// update, then the observer hears of it.
     pub fn train<A>(
         &self,
         grown: RoundRollout,
         trainers: &mut [AgentTrainer<A>],
-        write: &mut dyn FnMut(Value) -> Result<()>,
-    ) -> Result<()>
+        write: &mut dyn FnMut(&Value) -> TrainResult<()>,
+        observer: &mut dyn TrainObserver,
+    ) -> TrainResult<()>
     where
         A: AutodiffBackend<InnerBackend = B>,
     {
@@ -102,18 +102,21 @@ impl<B: Backend> RoundContext<'_, B> {
             let trainer = &mut trainers[model];
             trainer.push(samples);
             while trainer.ready() {
-                self.progress.set_message(format!("training {name}"));
+                observer.on_event(TrainEvent::Updating {
+                    round: grown.round,
+                    agent: name,
+                });
                 let Some(step) = trainer.train_step() else {
                     break;
                 };
-                let weights = trainer
-                    .inference_model()
-                    .ok_or_else(|| anyhow!("trainer lost its model"))?;
+                let weights = trainer.inference_model().ok_or_else(|| {
+                    TrainError::Stopped(format!("the learner of {name} lost its model"))
+                })?;
                 // Weights are numbered by updates, as a resumed run numbers them too.
                 trainer.weights_version =
                     self.policy
                         .update_weights_as(model, weights, trainer.step as u64)?;
-                write(json!({
+                let line = json!({
                     "round": grown.round,
                     "agent": name,
                     "weights_version": trainer.weights_version,
@@ -123,20 +126,13 @@ impl<B: Backend> RoundContext<'_, B> {
                     "rollout_tokens": tokens,
                     "rollout_tokens_per_second": tokens as f64 / grown.seconds.max(1e-9),
                     "metrics": step,
-                }))?;
-                self.progress.suspend(|| {
-                    eprintln!(
-                        "round {} {name}: step {} loss {:+.4} kl {:.5} grad-norm {:.3} lr {:.2e} \
-                         reward {:.3} staleness {:.1}",
-                        grown.round,
-                        step.step,
-                        step.loss,
-                        step.kl,
-                        step.grad_norm,
-                        step.lr,
-                        step.mean_reward,
-                        step.staleness_mean
-                    )
+                });
+                write(&line)?;
+                observer.on_event(TrainEvent::Updated {
+                    round: grown.round,
+                    agent: name,
+                    metrics: &step,
+                    line: &line,
                 });
             }
         }
@@ -146,18 +142,18 @@ impl<B: Backend> RoundContext<'_, B> {
 
 /// Keeps only the lines of the JSONL log at `path` whose `round` is below `round` (what the
 /// last checkpoint covers), dropping a torn last line; a missing file is fine.
-pub fn keep_rounds_before(path: &Path, round: usize) -> Result<()> {
+pub fn keep_rounds_before(path: &Path, round: usize) -> TrainResult<()> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        Err(e) => return Err(TrainError::io(path, e)),
     };
     let mut kept = String::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let line = line.map_err(|e| TrainError::io(path, e))?;
         let Ok(value) = serde_json::from_str::<Value>(&line) else {
             // A line cut short by a kill; whatever follows it is not trusted either.
-            eprintln!(
+            tracing::warn!(
                 "{}: dropping line {} and after (torn)",
                 path.display(),
                 i + 1
@@ -176,7 +172,7 @@ pub fn keep_rounds_before(path: &Path, round: usize) -> Result<()> {
     std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(kept.as_bytes()).and_then(|_| f.sync_all()))
         .and_then(|_| std::fs::rename(&tmp, path))
-        .with_context(|| format!("rewriting {}", path.display()))
+        .map_err(|e| TrainError::io(path, e))
 }
 
 #[cfg(test)]
@@ -206,7 +202,7 @@ mod tests {
             .iter()
             .map(|id| Problem {
                 id: id.to_string(),
-                ..crate::train_round::tests::blank()
+                ..blank()
             })
             .collect();
         let ids = |round| {

@@ -1,13 +1,20 @@
-//! The settings of `cargo xtask train`, read from TOML (`--config`); every field has a
-//! default, so an empty file (or none) is the embedded default run. See
+//! The settings of a training run ([`TrainConfig`]), typed and read from TOML; every field
+//! has a default, so an empty file is the embedded default run of `cargo xtask train`. See
 //! `configs/train-default.toml` for the documented example and `configs/train-gpu.toml` for
 //! a larger preset.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use mars2_engine::DeviceKind;
+use mars2_search::config::{AgentChoice, ContextMode};
 use serde::{Deserialize, Serialize};
+
+use super::error::{TrainError, TrainResult};
+use crate::LossKind;
+
+fn invalid(message: impl Into<String>) -> TrainError {
+    TrainError::Config(message.into())
+}
 
 /// What is trained and how samples are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -30,7 +37,8 @@ pub struct TrainConfig {
     pub agents: Vec<String>,
     /// One model in two roles (generator and refiner) with their own prompts and arms.
     pub multi_role: bool,
-    pub device: String,
+    /// Where the models run and learn (training needs an f32 device).
+    pub device: DeviceKind,
     pub seed: u64,
     /// Run directory.
     pub out: PathBuf,
@@ -57,10 +65,10 @@ pub struct DataConfig {
 pub struct SearchSection {
     /// Nodes per tree (samples per problem for grpo).
     pub budget: usize,
-    /// parent or path.
-    pub context: String,
-    /// thompson, ucb1 or stack.
-    pub agent_choice: String,
+    /// What a refinement prompt shows of the tree: `parent` or `path`.
+    pub context: ContextMode,
+    /// How the agent of a new node is chosen: `thompson`, `ucb1` or `stack`.
+    pub agent_choice: AgentChoice,
     /// Trees grown at once.
     pub concurrency: usize,
     /// Reward = fraction of tests passed instead of all-or-nothing.
@@ -91,8 +99,8 @@ pub struct TrainSection {
     /// Cosine floor as a fraction of `lr`.
     pub floor_fraction: f64,
     pub grad_clip: f64,
-    /// gspo or grpo (token level).
-    pub loss: String,
+    /// `gspo` (sequence level) or `grpo` (token level).
+    pub loss: LossKind,
     pub clip: f64,
     pub kl_beta: f64,
     /// How many rounds the rollout may run ahead of training: 0 alternates rollout and
@@ -136,7 +144,7 @@ impl Default for TrainConfig {
                 "smollm2-135m-mbpp-sft".into(),
             ],
             multi_role: false,
-            device: "cpu".into(),
+            device: DeviceKind::Cpu,
             seed: 0,
             out: PathBuf::from("runs/train"),
             data: DataConfig::default(),
@@ -163,17 +171,15 @@ impl Default for SearchSection {
     fn default() -> Self {
         SearchSection {
             budget: 4,
-            context: "parent".into(),
-            agent_choice: "thompson".into(),
+            context: ContextMode::Parent,
+            agent_choice: AgentChoice::Thompson,
             concurrency: 4,
             partial_credit: true,
         }
     }
 }
 
-/// The end of a fenced code block on its own line: answers stop after their first program
-/// (the opening fence carries a language name, so it does not match).
-pub const CLOSING_FENCE: &str = "\n```\n";
+pub use mars2_search::prompts::CLOSING_FENCE;
 
 impl Default for SamplingSection {
     fn default() -> Self {
@@ -196,7 +202,7 @@ impl Default for TrainSection {
             warmup_fraction: 0.03,
             floor_fraction: 0.1,
             grad_clip: 1.0,
-            loss: "gspo".into(),
+            loss: LossKind::Gspo,
             clip: 0.2,
             kl_beta: 1e-3,
             max_staleness: 1,
@@ -231,70 +237,88 @@ impl Default for EngineSection {
 }
 
 impl TrainConfig {
-    /// Reads a TOML file; unknown keys are errors naming the file.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config: TrainConfig =
-            toml::from_str(&text).with_context(|| format!("{}: invalid config", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("{}", path.display()))?;
+    /// Reads a TOML file; unknown keys and invalid settings are errors naming the file.
+    pub fn from_file(path: &Path) -> TrainResult<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::ConfigFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|e| TrainError::ConfigFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> Result<()> {
-        let device: DeviceKind = self
-            .device
-            .parse()
-            .with_context(|| format!("device = {:?}", self.device))?;
-        require_f32_training(device)?;
+    /// The config as TOML (what a run directory keeps as `config.toml`).
+    pub fn to_toml(&self) -> TrainResult<String> {
+        toml::to_string_pretty(self).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Checks settings that each parse alone but do not make a run together.
+    pub fn validate(&self) -> TrainResult<()> {
+        require_f32_training(self.device)?;
         if self.agents.is_empty() {
-            bail!("agents: name at least one model");
+            return Err(invalid("agents: name at least one model"));
         }
         if self.algorithm == Algorithm::Mars2Heter && self.agents.len() < 2 {
-            bail!("algorithm mars2-heter needs two or more agents with different weights");
+            return Err(invalid(
+                "algorithm mars2-heter needs two or more agents with different weights",
+            ));
         }
         if self.algorithm == Algorithm::Mars2 && self.agents.len() > 1 {
-            bail!("algorithm mars2 trains one agent (multi_role for two roles); use mars2-heter for a team");
+            return Err(invalid(
+                "algorithm mars2 trains one agent (multi_role for two roles); use mars2-heter \
+                 for a team",
+            ));
         }
         if self.search.budget == 0 || self.train.train_batch == 0 || self.train.rounds == 0 {
-            bail!("search.budget, train.train_batch and train.rounds must be at least 1");
-        }
-        if !matches!(self.train.loss.as_str(), "gspo" | "grpo") {
-            bail!("train.loss must be gspo or grpo, not {:?}", self.train.loss);
+            return Err(invalid(
+                "search.budget, train.train_batch and train.rounds must be at least 1",
+            ));
         }
         if self.sampling.top_p < 1.0 {
-            bail!(
+            return Err(invalid(format!(
                 "sampling.top_p = {}: the trainer computes log-probs under the full softmax at \
                  the rollout temperature, so rollouts must sample from that same distribution \
                  (top_p = 1.0); a nucleus cut would make every importance ratio wrong",
                 self.sampling.top_p
-            );
+            )));
         }
         if self.sampling.temperature.is_nan() || self.sampling.temperature <= 0.0 {
-            bail!(
+            return Err(invalid(format!(
                 "sampling.temperature = {}: training rollouts sample (the log-probs are taken at \
                  that temperature); use a positive value",
                 self.sampling.temperature
-            );
+            )));
         }
         if self.shaping.overlong_buffer > self.sampling.max_new_tokens {
-            bail!(
+            return Err(invalid(format!(
                 "shaping.overlong_buffer = {} is longer than sampling.max_new_tokens = {}",
-                self.shaping.overlong_buffer,
-                self.sampling.max_new_tokens
-            );
+                self.shaping.overlong_buffer, self.sampling.max_new_tokens
+            )));
         }
         Ok(())
     }
 }
 
+impl Algorithm {
+    /// The name configs and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Grpo => "grpo",
+            Algorithm::Mars2 => "mars2",
+            Algorithm::Mars2Heter => "mars2-heter",
+        }
+    }
+}
+
 /// Refuses half-precision devices for training: the learners keep f32 weights, moments and
 /// gradients (no loss scaling or master copy), so f16/bf16 is for generate, eval and bench.
-pub fn require_f32_training(device: DeviceKind) -> Result<()> {
+pub fn require_f32_training(device: DeviceKind) -> TrainResult<()> {
     if device.float_type() != burn::tensor::DType::F32 {
-        bail!(
+        return Err(invalid(format!(
             "device {device} computes in half precision: training needs f32 tensors (use {}); \
              half precision is for generate, eval and bench",
             if device == DeviceKind::WgpuF16 {
@@ -302,7 +326,7 @@ pub fn require_f32_training(device: DeviceKind) -> Result<()> {
             } else {
                 "cuda"
             }
-        );
+        )));
     }
     Ok(())
 }
@@ -313,7 +337,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_the_default() {
-        let configs = crate::benchmark::data_dir().join("../configs");
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         let path = configs.join("train-default.toml");
         assert_eq!(
             TrainConfig::from_file(&path).unwrap(),
@@ -336,16 +360,17 @@ mod tests {
         let err = toml::from_str::<TrainConfig>("[train]\nlearning_rate = 1.0").unwrap_err();
         assert!(err.to_string().contains("learning_rate"));
         let half = TrainConfig {
-            device: "cuda-bf16".into(),
+            device: DeviceKind::CudaBf16,
             ..TrainConfig::default()
         };
         let err = half.validate().unwrap_err().to_string();
         assert!(err.contains("cuda-bf16") && err.contains("f32"), "{err}");
-        let unknown = TrainConfig {
-            device: "tpu".into(),
-            ..TrainConfig::default()
-        };
-        assert!(format!("{:#}", unknown.validate().unwrap_err()).contains("tpu"));
+        let err = toml::from_str::<TrainConfig>("device = \"tpu\"").unwrap_err();
+        assert!(err.to_string().contains("tpu"), "{err}");
+        let err = toml::from_str::<TrainConfig>("[train]\nloss = \"ppo\"").unwrap_err();
+        assert!(err.to_string().contains("ppo"), "{err}");
+        let err = toml::from_str::<TrainConfig>("[search]\ncontext = \"tree\"").unwrap_err();
+        assert!(err.to_string().contains("tree"), "{err}");
         let heter = TrainConfig {
             agents: vec!["smollm2-135m-instruct".into()],
             ..TrainConfig::default()

@@ -1,4 +1,4 @@
-//! The two kinds of generation of `cargo xtask train`: rollout trees over training problems
+//! The two kinds of generation of a training run: rollout trees over training problems
 //! (judged on all their tests, growing to the full budget) and the held-out evaluation
 //! (fresh answers judged on the hidden tests), plus the rollout log `rollouts.jsonl`.
 
@@ -7,55 +7,21 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::{anyhow, Context, Result};
 use burn::tensor::backend::Backend;
 use mars2_engine::SamplingParams;
 use mars2_sandbox::{Problem, Sandbox};
 use mars2_search::config::{AgentSpec, Method, SearchConfig};
 use mars2_search::runner::{run_problems, ProblemRun, SearchContext};
 use mars2_search::EnginePolicy;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::team::ModelArg;
-use crate::train_config::{Algorithm, TrainConfig};
+use super::config::{Algorithm, TrainConfig};
+use super::error::{TrainError, TrainResult};
+use super::summary::HeldOut;
+use mars2_search::AgentModel;
 
 /// The rollout log of a run directory: one line per tree.
 pub const ROLLOUTS_FILE: &str = "rollouts.jsonl";
-
-/// One agent's held-out evaluation: answers that passed every hidden test among those the
-/// grader judged, and answers the grader could not judge (counted apart, in no rate).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct HeldOut {
-    pub passed: usize,
-    pub judged: usize,
-    pub sandbox_failures: usize,
-}
-
-impl HeldOut {
-    /// Passed over judged (0 when nothing was judged).
-    pub fn pass_rate(&self) -> f64 {
-        if self.judged == 0 {
-            0.0
-        } else {
-            self.passed as f64 / self.judged as f64
-        }
-    }
-
-    fn count(runs: &[ProblemRun]) -> HeldOut {
-        let mut held_out = HeldOut::default();
-        for node in runs.iter().flat_map(|r| r.tree.generated()) {
-            match node.hidden.as_ref() {
-                Some(j) if j.reward().is_none() => held_out.sandbox_failures += 1,
-                judgement => {
-                    held_out.judged += 1;
-                    held_out.passed += judgement.is_some_and(|j| j.accepted()) as usize;
-                }
-            }
-        }
-        held_out
-    }
-}
 
 /// Grows one training tree per problem (all tests guide; the tree always reaches its budget).
 pub fn rollout<B: Backend>(
@@ -65,7 +31,7 @@ pub fn rollout<B: Backend>(
     sandbox: &Sandbox,
     config: &TrainConfig,
     round: u64,
-) -> Result<Vec<ProblemRun>> {
+) -> TrainResult<Vec<ProblemRun>> {
     let method = match config.algorithm {
         Algorithm::Grpo => Method::Sample,
         Algorithm::Mars2 | Algorithm::Mars2Heter => Method::Abmcts,
@@ -73,16 +39,8 @@ pub fn rollout<B: Backend>(
     let mut search = SearchConfig::for_training(method, config.search.budget);
     search.partial_credit = config.search.partial_credit;
     search.seed = config.seed.wrapping_mul(1_000_003).wrapping_add(round);
-    search.context = config
-        .search
-        .context
-        .parse()
-        .map_err(|e: String| anyhow!("search.context: {e}"))?;
-    search.agent_choice = config
-        .search
-        .agent_choice
-        .parse()
-        .map_err(|e: String| anyhow!("search.agent_choice: {e}"))?;
+    search.context = config.search.context;
+    search.agent_choice = config.search.agent_choice;
     let ctx = SearchContext {
         config: &search,
         team,
@@ -99,7 +57,7 @@ fn collect(
     ctx: &SearchContext<'_>,
     problems: &[&Problem],
     concurrency: usize,
-) -> Result<Vec<ProblemRun>> {
+) -> TrainResult<Vec<ProblemRun>> {
     let results: Mutex<Vec<Option<mars2_search::Result<ProblemRun>>>> =
         Mutex::new((0..problems.len()).map(|_| None).collect());
     run_problems(ctx, problems, 0, concurrency, &|_| {}, &|i, r| {
@@ -109,10 +67,11 @@ fn collect(
     });
     results
         .into_inner()
-        .map_err(|_| anyhow!("results lock poisoned"))?
+        .map_err(|_| TrainError::Stopped("a search thread panicked".into()))?
         .into_iter()
-        .map(|r| {
-            r.ok_or_else(|| anyhow!("a problem did not finish"))?
+        .zip(problems)
+        .map(|(r, p)| {
+            r.ok_or_else(|| TrainError::Stopped(format!("problem {} did not finish", p.id)))?
                 .map_err(Into::into)
         })
         .collect()
@@ -123,30 +82,25 @@ fn collect(
 /// and any rollout running beside), with the evaluation's own sampling parameters.
 pub fn evaluate<B: Backend>(
     policy: &EnginePolicy<B>,
-    models: &[ModelArg],
+    models: &[AgentModel],
     problems: &[Problem],
     eval_params: &SamplingParams,
     sandbox: &Sandbox,
     config: &TrainConfig,
-) -> Result<Vec<HeldOut>> {
+) -> TrainResult<Vec<HeldOut>> {
     let refs: Vec<&Problem> = problems.iter().collect();
     let greedy = policy.with_sampling(eval_params.clone());
     let mut search = SearchConfig::for_eval(Method::Sample, config.eval.samples.max(1));
     search.stop_on_pass = false;
     search.seed = config.seed;
     let concurrency = config.search.concurrency.max(problems.len().min(16));
-    eprintln!(
-        "evaluating {} agent(s) on {} held-out problems",
-        models.len(),
-        problems.len()
-    );
     std::thread::scope(|scope| {
         let handles: Vec<_> = models
             .iter()
             .enumerate()
             .map(|(i, m)| {
                 let (greedy, search, refs) = (&greedy, &search, &refs);
-                scope.spawn(move || -> Result<HeldOut> {
+                scope.spawn(move || -> TrainResult<HeldOut> {
                     let team = [AgentSpec::new(m.name.clone(), i)];
                     let ctx = SearchContext {
                         config: search,
@@ -164,7 +118,7 @@ pub fn evaluate<B: Backend>(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .map_err(|_| anyhow!("an evaluation thread panicked"))?
+                    .map_err(|_| TrainError::Stopped("an evaluation thread panicked".into()))?
             })
             .collect()
     })
@@ -172,13 +126,13 @@ pub fn evaluate<B: Backend>(
 
 /// Appends round `round`'s trees to the run's rollout log (synced), one line per tree:
 /// `{"round", "problem", "tree"}` (the tree without token ids).
-pub fn append_rollouts(run_dir: &Path, round: usize, runs: &[ProblemRun]) -> Result<()> {
+pub fn append_rollouts(run_dir: &Path, round: usize, runs: &[ProblemRun]) -> TrainResult<()> {
     let path = run_dir.join(ROLLOUTS_FILE);
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+        .map_err(|e| TrainError::io(&path, e))?;
     let mut text = String::new();
     for run in runs {
         let line = json!({"round": round, "problem": run.problem_id, "tree": run.tree});
@@ -187,5 +141,5 @@ pub fn append_rollouts(run_dir: &Path, round: usize, runs: &[ProblemRun]) -> Res
     }
     file.write_all(text.as_bytes())
         .and_then(|_| file.sync_data())
-        .with_context(|| format!("writing {}", path.display()))
+        .map_err(|e| TrainError::io(&path, e))
 }

@@ -1,0 +1,36 @@
+//! The training loop of MARS² as a library function: [`train`] evaluates the agents on
+//! held-out problems, then alternates rollout (search trees over training problems, judged in
+//! the sandbox) and per-agent updates (shaping, tree-group advantages, GSPO/GRPO, AdamW),
+//! handing new weights to the engine after every step; it evaluates again at the end. With
+//! `train.max_staleness` ≥ 1 the next round's trees grow while the current round trains.
+//!
+//! Everything a run produces is a file in its run directory: `config.toml`, `metrics.jsonl`
+//! (one line per update), `rollouts.jsonl` (every tree), `summary.json` ([`TrainSummary`])
+//! and per-agent checkpoints committed after every round ([`checkpoints`]), from which
+//! `resume` continues a stopped run exactly. Progress reaches the caller as
+//! [`TrainEvent`]s.
+//!
+//! - [`config`]: the typed settings ([`TrainConfig`]), read from TOML.
+//! - [`rollout`]: rollout trees, held-out evaluation, the rollout log.
+//! - [`round`]: one round of updates and its metrics lines.
+//! - [`fine_tune`]: supervised fine-tuning on reference programs ([`fine_tune::fine_tune`]).
+//! - [`reward_fit`]: the T+ reward model fitted on judged programs of search trees.
+
+pub mod checkpoints;
+pub mod config;
+pub mod error;
+pub mod fine_tune;
+pub mod observer;
+pub mod reward_fit;
+pub mod rollout;
+pub mod round;
+pub mod summary;
+
+mod run;
+
+pub use config::{Algorithm, TrainConfig};
+pub use error::{TrainError, TrainResult};
+pub use mars2_search::team::{team_of, AgentModel};
+pub use observer::{TrainEvent, TrainObserver};
+pub use run::{train, train_on, TrainJob};
+pub use summary::{AgentSummary, HeldOut, TrainSummary};

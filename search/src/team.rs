@@ -1,0 +1,122 @@
+//! The team of a search: each agent is a model on disk (a Hugging Face directory or a GGUF
+//! file) under a display name, every model served by one engine behind an
+//! [`EnginePolicy`], and the agents ([`AgentSpec`]) that the search picks among.
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use mars2_engine::{Engine, EngineConfig, SamplingParams};
+use mars2_models::{load_model, quantize_from_checkpoint, Quantization, QuantizeReport};
+
+use crate::config::AgentSpec;
+use crate::error::{Result, SearchError};
+use crate::policy::EnginePolicy;
+
+/// A model of the team, resolved to a checkpoint on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentModel {
+    /// Unique within the team; names the model's agents, checkpoints and metrics.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// The team: one agent per model, or a generator and a refiner per model (`multi_role`).
+pub fn team_of(models: &[AgentModel], multi_role: bool) -> Vec<AgentSpec> {
+    models
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            if multi_role {
+                AgentSpec::multi_role(&m.name, i)
+            } else {
+                vec![AgentSpec::new(m.name.clone(), i)]
+            }
+        })
+        .collect()
+}
+
+/// A team's models loaded into one engine, and how each model's matrices were stored.
+pub struct LoadedTeam<B: Backend> {
+    pub policy: EnginePolicy<B>,
+    /// One report per model (in `models`' order) when a quantization was asked for.
+    pub quantized: Vec<(String, QuantizeReport)>,
+}
+
+/// Loads every model on `device` into one engine and wraps it as a policy sampling with
+/// `params`. With `quantization`, each model computes with block-format weights (a GGUF
+/// file's own blocks kept where it asks for them); without, every matrix is f32.
+pub fn load_team<B: Backend>(
+    models: &[AgentModel],
+    engine: EngineConfig,
+    params: &SamplingParams,
+    quantization: Option<Quantization>,
+    device: &B::Device,
+) -> Result<LoadedTeam<B>> {
+    let mut policy = EnginePolicy::new(Engine::<B>::new(engine, device.clone()));
+    let mut quantized = Vec::new();
+    for m in models {
+        let mut loaded = load_model::<B>(&m.path, device).map_err(|source| SearchError::Model {
+            path: m.path.clone(),
+            source,
+        })?;
+        if let Some(quantization) = quantization {
+            let report = quantize_from_checkpoint(
+                &mut loaded.model,
+                &loaded.source,
+                &loaded.config,
+                quantization,
+            )
+            .map_err(|source| SearchError::Model {
+                path: m.path.clone(),
+                source,
+            })?;
+            quantized.push((m.name.clone(), report));
+        }
+        policy.add_model(&m.name, loaded, params.clone())?;
+    }
+    Ok(LoadedTeam { policy, quantized })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+
+    fn models(n: usize) -> Vec<AgentModel> {
+        (0..n)
+            .map(|i| AgentModel {
+                name: format!("m{i}"),
+                path: PathBuf::from(format!("/models/m{i}")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_team_has_one_agent_per_model_or_two_with_roles() {
+        let single = team_of(&models(2), false);
+        assert_eq!(single.len(), 2);
+        assert_eq!(single[1].model, 1);
+        let roles = team_of(&models(2), true);
+        assert_eq!(roles.len(), 4);
+        assert!(roles
+            .iter()
+            .any(|a| a.role == Role::Generator && a.model == 1));
+        assert!(roles
+            .iter()
+            .any(|a| a.role == Role::Refiner && a.model == 0));
+    }
+
+    #[test]
+    fn a_missing_model_is_an_error_naming_its_path() {
+        let err = load_team::<burn::backend::NdArray>(
+            &models(1),
+            EngineConfig::default(),
+            &SamplingParams::default(),
+            None,
+            &Default::default(),
+        )
+        .err()
+        .expect("no model there");
+        assert!(err.to_string().contains("/models/m0"), "{err}");
+    }
+}
