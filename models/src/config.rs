@@ -151,6 +151,25 @@ impl ModelConfig {
         }
     }
 
+    /// Qwen2.5-Coder-1.5B's shape (28 layers, 1536 wide, 12 query and 2 KV heads of 128, 8960
+    /// MLP, tied embeddings), for measurements with random weights.
+    pub fn qwen2_5_coder_1_5b() -> Self {
+        ModelConfig {
+            intermediate_size: 8960,
+            num_heads: 12,
+            head_dim: 128,
+            ..Self::qwen2_5_coder_0_5b_with(1536, 28)
+        }
+    }
+
+    fn qwen2_5_coder_0_5b_with(hidden_size: usize, num_layers: usize) -> Self {
+        ModelConfig {
+            hidden_size,
+            num_layers,
+            ..Self::qwen2_5_coder_0_5b()
+        }
+    }
+
     /// Reads and validates a Hugging Face `config.json`.
     pub fn from_hf_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;

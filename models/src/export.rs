@@ -30,7 +30,7 @@ pub fn hf_tensors<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec<usize>
         |name: String, (shape, values): (Vec<usize>, Vec<f32>)| out.push((name, shape, values));
     let linear =
         |push: &mut dyn FnMut(String, (Vec<usize>, Vec<f32>)), name: String, l: &Linear<B>| {
-            push(format!("{name}.weight"), host(l.hf_weight()));
+            push(format!("{name}.weight"), host(l.effective_hf_weight()));
             if let Some(b) = &l.bias {
                 push(format!("{name}.bias"), host(b.val()));
             }

@@ -138,7 +138,7 @@ impl<B: Backend> Transformer<B> {
     /// with the keys and values in `kv` (written at the step's slots, read through its block
     /// tables). `None`, with nothing written, when this path does not apply: not the ndarray
     /// backend, kernels turned off, more than [`MAX_HOST_ROWS`] places, a weight that is
-    /// neither host blocks nor a contiguous f32 tensor, a token id or position out of range,
+    /// neither host blocks nor a contiguous f32 tensor, a projection with an adapter, a token id or position out of range,
     /// or caches too small for the step's slots.
     pub fn forward_hidden_host(
         &self,
@@ -198,14 +198,15 @@ impl<B: Backend> Transformer<B> {
                 && v.iter().all(|&n| n <= t.len() * bs)
                 && t.iter().all(|&b| (b + 1) * bs <= slots)
         });
+        // Adapters are not applied here: an adapted model takes the Burn path (or is merged).
         let weights_readable = self.layers.iter().all(|layer| {
-            layer
-                .projections()
-                .iter()
-                .all(|(_, linear)| match &linear.quantized {
-                    Some(q) => q.host_blocks().is_some(),
-                    None => with_f32_values(&linear.weight.val(), false, |_| ()).is_some(),
-                })
+            layer.projections().iter().all(|(_, linear)| {
+                linear.lora.is_none()
+                    && match &linear.quantized {
+                        Some(q) => q.host_blocks().is_some(),
+                        None => with_f32_values(&linear.weight.val(), false, |_| ()).is_some(),
+                    }
+            })
         });
         weights_readable
             && kv.len() == self.layers.len()

@@ -15,6 +15,7 @@
 //! - Text: [`TextTokenizer`] (the `tokenizers` crate) and [`ChatTemplate`] (`minijinja`).
 //! - [`word_level`]: tiny models whose tokens are whole programs, for tests and examples.
 
+mod adapters;
 pub mod attention_context;
 pub mod chat_template;
 pub mod config;
@@ -42,6 +43,7 @@ pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{ModelError, Result};
 pub use export::save_hf_checkpoint;
 pub use host_tensor::{BlockSource, HostTensor, WeightSource};
+pub use layers::lora::{LoraConfig, LoraTarget};
 pub use load::{
     checkpoint_kind, gguf_text_side, load_model, quantize_from_checkpoint, CheckpointKind,
     LoadedModel,

@@ -109,6 +109,12 @@ pub fn load_checkpoint<B: AutodiffBackend>(
         .load(dir.join("trainer"), device)
         .map_err(|e| err(&dir.join("trainer.bin"), e))?;
     let model = model.load_record(record);
+    // Only the adapters train when there are adapters, whatever flags the record carried.
+    let model = if model.has_adapters() {
+        model.freeze_base()
+    } else {
+        model
+    };
     let optimizer = FileFormat::new()
         .load(dir.join("optimizer"), device)
         .map_err(|e| err(&dir.join("optimizer.bin"), e))?;

@@ -99,10 +99,18 @@ pub struct AgentTrainer<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> AgentTrainer<B> {
-    /// A learner starting from `model`; the reference is a frozen copy (kept only when the
-    /// KL term is on).
+    /// A learner starting from `model`; the reference (kept only when the KL term is on) is
+    /// a frozen copy of it, or, when `model` carries low-rank adapters, the same base weights
+    /// with the adapters off.
     pub fn new(model: Transformer<B>, config: TrainerConfig, device: B::Device) -> Self {
-        let reference = (config.loss.kl_beta > 0.0).then(|| model.valid());
+        let reference = (config.loss.kl_beta > 0.0).then(|| {
+            let frozen = model.valid();
+            if frozen.has_adapters() {
+                frozen.without_adapters()
+            } else {
+                frozen
+            }
+        });
         let optimizer = adamw::<B>();
         AgentTrainer {
             model: Some(model),
@@ -135,9 +143,10 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         self.buffer.len() >= self.config.train_batch.max(1)
     }
 
-    /// The current weights for inference.
+    /// The current weights for inference, adapters (if any) folded into their projections so
+    /// that the engine's host decode path applies.
     pub fn inference_model(&self) -> Option<Transformer<B::InnerBackend>> {
-        self.model.as_ref().map(|m| m.valid())
+        self.model.as_ref().map(|m| m.valid().merge_adapters())
     }
 
     pub fn model(&self) -> Option<&Transformer<B>> {

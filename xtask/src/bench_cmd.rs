@@ -76,6 +76,10 @@ pub struct BenchArgs {
     /// train-step: timed updates (after one warm-up update).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// train-step: train low-rank adapters of this rank (α = 2·rank, every projection) on the
+    /// frozen model instead of every weight.
+    #[arg(long, value_name = "RANK")]
+    pub lora: Option<usize>,
     /// vs-llama-cpp: threads on both sides.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -106,6 +110,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 response_tokens: args.response_tokens,
                 kl_beta: args.kl_beta,
                 steps: args.steps,
+                lora: args.lora,
                 json: args.json,
             })
         }

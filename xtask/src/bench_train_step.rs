@@ -1,7 +1,9 @@
 //! `cargo xtask bench train-step`: the time of one GSPO update (policy forward and backward
 //! per sequence, the frozen reference's forward when the KL term is on, global-norm clipping,
 //! AdamW) on a model of a named shape with random weights, as `cargo xtask train` runs it.
-//! `benches/python/torch_gspo_step.py` times the same update in PyTorch for comparison.
+//! `benches/python/torch_gspo_step.py` times the same update in PyTorch for comparison. With
+//! `--lora RANK` the update trains low-rank adapters on the frozen model; the peak resident
+//! memory of the process is printed beside the time.
 
 use std::time::Instant;
 
@@ -9,7 +11,7 @@ use anyhow::{bail, Result};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use mars2_engine::{run_on, BackendTask, DeviceKind};
-use mars2_models::Transformer;
+use mars2_models::{LoraConfig, Transformer};
 use mars2_rl::logprobs::response_logprobs_at;
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
@@ -27,6 +29,8 @@ pub struct TrainStepBench {
     pub response_tokens: usize,
     pub kl_beta: f64,
     pub steps: usize,
+    /// Rank of low-rank adapters on every projection (full fine-tuning when `None`).
+    pub lora: Option<usize>,
     pub json: bool,
 }
 
@@ -41,6 +45,19 @@ impl BackendTask for TrainStepBench {
             );
         };
         let model = Transformer::<Autodiff<B>>::random(&config, &device);
+        let model = match self.lora {
+            Some(rank) => model.with_adapters(&LoraConfig {
+                rank,
+                alpha: 2.0 * rank as f64,
+                ..LoraConfig::default()
+            }),
+            None => model,
+        };
+        let base_parameters = all_parameters(&model) - model.adapter_parameters();
+        let trained_parameters = match self.lora {
+            Some(_) => model.adapter_parameters(),
+            None => base_parameters,
+        };
         let vocab = config.vocab_size as u32;
         let token = |i: usize| (i as u32).wrapping_mul(7919).wrapping_add(13) % vocab.max(1);
         let temperature = 0.7;
@@ -110,12 +127,16 @@ impl BackendTask for TrainStepBench {
         }
         seconds.sort_by(f64::total_cmp);
         let median = seconds[seconds.len() / 2];
+        let peak = peak_resident_bytes();
         let tokens = self.sequences * (self.prompt_tokens + self.response_tokens);
         let result = json!({
             "figure": "train_step", "engine": "mars2", "model": self.model,
             "device": self.device.to_string(), "sequences": self.sequences,
             "prompt_tokens": self.prompt_tokens, "response_tokens": self.response_tokens,
             "kl_beta": self.kl_beta, "median_seconds": median, "tokens_per_s": tokens as f64 / median,
+            "lora_rank": self.lora, "base_parameters": base_parameters,
+            "trained_parameters": trained_parameters, "peak_resident_bytes": peak,
+            "peak_bytes_per_base_parameter": peak.map(|p| p as f64 / base_parameters as f64),
         });
         if self.json {
             println!("{result}");
@@ -130,9 +151,36 @@ impl BackendTask for TrainStepBench {
                 self.steps,
                 tokens as f64 / median
             );
+            println!(
+                "{} base parameters, {} trained ({}); peak resident memory {}",
+                base_parameters,
+                trained_parameters,
+                self.lora.map_or("every weight".to_string(), |r| format!(
+                    "adapters of rank {r}"
+                )),
+                peak.map_or("unknown".to_string(), |p| format!(
+                    "{:.2} GB ({:.1} bytes per base parameter)",
+                    p as f64 / 1e9,
+                    p as f64 / base_parameters as f64
+                )),
+            );
         }
         Ok(())
     }
+}
+
+/// Every value of the model's weights (adapters included).
+fn all_parameters<B: Backend>(model: &Transformer<B>) -> usize {
+    use burn::module::Module;
+    model.num_params()
+}
+
+/// The process's peak resident memory (`VmHWM` of `/proc/self/status`), where Linux says it.
+fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 pub fn run(bench: TrainStepBench) -> Result<()> {

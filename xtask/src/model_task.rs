@@ -25,15 +25,17 @@ pub fn quantize_as_asked<B: Backend>(
     Ok(())
 }
 
-/// `random:smollm2-135m` and `random:qwen2.5-coder-0.5b` name a model of that shape with random
-/// weights (for throughput figures that need no download); any other path is a checkpoint.
+/// `random:smollm2-135m`, `random:qwen2.5-coder-0.5b` and `random:qwen2.5-coder-1.5b` name a
+/// model of that shape with random weights (for throughput figures that need no download); any other path is a checkpoint.
 pub fn random_shape(path: &std::path::Path) -> Result<Option<ModelConfig>> {
     match path.to_str().and_then(|s| s.strip_prefix("random:")) {
         None => Ok(None),
         Some("smollm2-135m") => Ok(Some(ModelConfig::smollm2_135m())),
         Some("qwen2.5-coder-0.5b") => Ok(Some(ModelConfig::qwen2_5_coder_0_5b())),
+        Some("qwen2.5-coder-1.5b") => Ok(Some(ModelConfig::qwen2_5_coder_1_5b())),
         Some(other) => anyhow::bail!(
-            "unknown random model shape {other:?} (known: smollm2-135m, qwen2.5-coder-0.5b)"
+            "unknown random model shape {other:?} (known: smollm2-135m, qwen2.5-coder-0.5b, \
+             qwen2.5-coder-1.5b)"
         ),
     }
 }

@@ -1,10 +1,12 @@
 //! A projection `y = x·W + b` with `W` stored `[in, out]` (Hugging Face stores `[out, in]`;
-//! loaders transpose), or kept in a GGUF block format for inference ([`Linear::quantize`]).
+//! loaders transpose), or kept in a GGUF block format for inference ([`Linear::quantize`]),
+//! optionally with a low-rank adapter added ([`super::lora`]).
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::lora::LoraAdapter;
 use crate::kernels::QuantizedMatrix;
 use crate::quantized::{QuantFormat, QuantizeError, QuantizedBlocks};
 
@@ -28,6 +30,8 @@ pub struct Linear<B: Backend> {
     /// The weight in a block format, `[d_out, d_in]`, when quantized: used instead of `weight`.
     #[module(skip)]
     pub quantized: Option<QuantizedMatrix<B>>,
+    /// A low-rank adapter whose update is added to the product, when present.
+    pub lora: Option<LoraAdapter<B>>,
 }
 
 impl<B: Backend> Linear<B> {
@@ -36,14 +40,20 @@ impl<B: Backend> Linear<B> {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
             quantized: None,
+            lora: None,
         }
     }
 
     /// `x`: `[batch, tokens, d_in]` → `[batch, tokens, d_out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let update = self.lora.as_ref().map(|lora| lora.delta(x.clone()));
         let y = match &self.quantized {
             Some(q) => crate::kernels::quantized_linear(x, q),
             None => crate::kernels::linear(x, self.weight.val()),
+        };
+        let y = match update {
+            Some(update) => y + update,
+            None => y,
         };
         match &self.bias {
             Some(b) => y + b.val().unsqueeze::<3>(),
@@ -63,13 +73,34 @@ impl<B: Backend> Linear<B> {
         Ok(())
     }
 
-    /// The weight as a `[d_out, d_in]` tensor (Hugging Face orientation), dequantized when it
-    /// is kept in blocks.
+    /// The base weight as a `[d_out, d_in]` tensor (Hugging Face orientation), dequantized
+    /// when it is kept in blocks; any adapter is left out.
     pub fn hf_weight(&self) -> Tensor<B, 2> {
         hf_orientation(self.weight.val(), self.quantized.as_ref())
     }
 
-    /// The weight as a row-major `[d_out, d_in]` matrix (Hugging Face orientation).
+    /// The weight the projection computes with, adapter included, as a `[d_out, d_in]` tensor:
+    /// what an exported checkpoint stores.
+    pub fn effective_hf_weight(&self) -> Tensor<B, 2> {
+        match &self.lora {
+            Some(lora) => self.hf_weight() + lora.delta_weight().transpose(),
+            None => self.hf_weight(),
+        }
+    }
+
+    /// Folds the adapter, if any, into a dense `[d_in, d_out]` weight (a weight kept in blocks
+    /// is dequantized first); the projection then computes the same without an adapter.
+    pub fn merge_adapter(&mut self) {
+        let Some(lora) = self.lora.take() else {
+            return;
+        };
+        let merged = hf_orientation(self.weight.val(), self.quantized.as_ref()).transpose()
+            + lora.delta_weight();
+        self.quantized = None;
+        self.weight = Param::from_tensor(merged);
+    }
+
+    /// The base weight as a row-major `[d_out, d_in]` matrix (Hugging Face orientation).
     pub fn weight_out_in(&self) -> Vec<f32> {
         self.hf_weight()
             .into_data()

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod decoder_layer;
 pub mod linear;
+pub mod lora;
 pub mod mlp;
 pub mod rms_norm;
 pub mod rope;

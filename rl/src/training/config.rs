@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use mars2_engine::DeviceKind;
+use mars2_models::LoraConfig;
 use mars2_search::config::{AgentChoice, ContextMode};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,9 @@ pub struct TrainConfig {
     pub shaping: ShapingSection,
     pub eval: EvalSection,
     pub engine: EngineSection,
+    /// Low-rank adapters: when set, every agent trains adapters on its frozen weights (the
+    /// KL reference is the model with its adapters off) instead of all its weights.
+    pub lora: Option<LoraConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +158,7 @@ impl Default for TrainConfig {
             shaping: ShapingSection::default(),
             eval: EvalSection::default(),
             engine: EngineSection::default(),
+            lora: None,
         }
     }
 }
@@ -278,6 +283,9 @@ impl TrainConfig {
                 "search.budget, train.train_batch and train.rounds must be at least 1",
             ));
         }
+        if let Some(lora) = &self.lora {
+            lora.check().map_err(invalid)?;
+        }
         if self.sampling.top_p < 1.0 {
             return Err(invalid(format!(
                 "sampling.top_p = {}: the trainer computes log-probs under the full softmax at \
@@ -380,6 +388,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("two or more"));
+    }
+
+    #[test]
+    fn adapters_are_configured_by_their_own_section() {
+        let config: TrainConfig =
+            toml::from_str("[lora]\nrank = 8\nalpha = 16\ntargets = [\"q_proj\", \"v_proj\"]")
+                .unwrap();
+        let lora = config.lora.clone().expect("a [lora] section");
+        assert_eq!((lora.rank, lora.targets.len(), lora.scale()), (8, 2, 2.0));
+        config.validate().unwrap();
+        let err =
+            toml::from_str::<TrainConfig>("[lora]\nrank = 8\nalpha = 16\ntargets = [\"qkv\"]")
+                .unwrap_err();
+        assert!(err.to_string().contains("qkv"), "{err}");
+        let zero: TrainConfig =
+            toml::from_str("[lora]\nrank = 0\nalpha = 16\ntargets = [\"q_proj\"]").unwrap();
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(err.contains("lora.rank"), "{err}");
+        assert_eq!(TrainConfig::default().lora, None);
     }
 
     #[test]

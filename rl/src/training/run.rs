@@ -126,8 +126,12 @@ pub fn train<B: Backend>(
             template: loaded.chat_template.clone(),
             config: loaded.config.clone(),
         });
+        let model = match &config.lora {
+            Some(lora) => loaded.model.with_adapters(lora),
+            None => loaded.model,
+        };
         trainers.push(AgentTrainer::new(
-            loaded.model,
+            model,
             trainer_config(&config),
             device.clone(),
         ));
