@@ -163,3 +163,71 @@ fn evaluation_writes_its_run_and_resumes_it() {
         evaluate::<Cpu>(job(dir.path(), &model, zero), &device, None, &()).expect_err("no nodes");
     assert!(err.to_string().contains("budget"), "{err}");
 }
+
+/// Two models with different chat templates in one tree: every prompt, fresh or a refinement
+/// of the other model's program, is rendered in the template of the model that answers it.
+#[test]
+fn each_agent_reads_its_prompts_in_its_own_chat_template() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let device = Default::default();
+    let chatml = dir.path().join("chatml");
+    let plain = dir.path().join("plain");
+    for path in [&chatml, &plain] {
+        save_word_level_model::<Cpu>(path, &programs(), 16, &device).expect("model");
+    }
+    // No turn markers at all: the second model's prompts never hold <|im_start|> (id 1).
+    std::fs::write(
+        plain.join("chat_template.jinja"),
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}\
+         {% if add_generation_prompt %}assistant: {% endif %}",
+    )
+    .expect("template written");
+    let mut job = job(
+        dir.path(),
+        &chatml,
+        EvalConfig {
+            budget: 6,
+            samples: 0,
+            ..config()
+        },
+    );
+    job.agents.push(AgentModel {
+        name: "plain".into(),
+        path: plain,
+    });
+    let outcome = evaluate::<Cpu>(job, &device, None, &()).expect("the evaluation runs");
+    let mut seen = [0usize; 2];
+    let mut refinements = 0;
+    let mut cross = 0;
+    for record in &outcome.records {
+        let author = |id: Option<usize>| {
+            id.and_then(|id| record.tree.generated().find(|n| n.id == id))
+                .and_then(|n| n.agent)
+        };
+        for node in record.tree.generated() {
+            if let (Some(a), Some(b)) = (node.agent, author(node.parent)) {
+                cross += (a != b) as usize;
+            }
+            let agent = node.agent.expect("a generated node has an agent");
+            let prompt = &node
+                .generation
+                .as_ref()
+                .expect("a generation")
+                .prompt_tokens;
+            assert!(!prompt.is_empty());
+            assert_eq!(
+                prompt.contains(&1),
+                agent == 0,
+                "agent {agent}'s prompt: {prompt:?}"
+            );
+            seen[agent] += 1;
+            refinements += (node.depth > 1) as usize;
+        }
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both agents wrote nodes: {seen:?}"
+    );
+    assert!(refinements > 0, "some nodes refine another");
+    assert!(cross > 0, "some node refines the other model's program");
+}
