@@ -6,6 +6,7 @@ mod bench_train_step;
 mod bench_vs_llama_cpp;
 mod benchmark;
 mod cmd_sandbox;
+mod error_text;
 mod eval_cmd;
 mod fetch_model;
 mod generate_cmd;
@@ -69,7 +70,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_text::error_text(&e));
         std::process::exit(1);
     }
 }
