@@ -103,14 +103,7 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
     /// a frozen copy of it, or, when `model` carries low-rank adapters, the same base weights
     /// with the adapters off.
     pub fn new(model: Transformer<B>, config: TrainerConfig, device: B::Device) -> Self {
-        let reference = (config.loss.kl_beta > 0.0).then(|| {
-            let frozen = model.valid();
-            if frozen.has_adapters() {
-                frozen.without_adapters()
-            } else {
-                frozen
-            }
-        });
+        let reference = (config.loss.kl_beta > 0.0).then(|| model.valid().without_adapters());
         let optimizer = adamw::<B>();
         AgentTrainer {
             model: Some(model),

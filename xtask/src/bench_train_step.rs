@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::backend::Autodiff;
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use mars2_engine::{run_on, BackendTask, DeviceKind};
 use mars2_models::{LoraConfig, Transformer};
@@ -53,7 +54,7 @@ impl BackendTask for TrainStepBench {
             }),
             None => model,
         };
-        let base_parameters = all_parameters(&model) - model.adapter_parameters();
+        let base_parameters = model.num_params() - model.adapter_parameters();
         let trained_parameters = match self.lora {
             Some(_) => model.adapter_parameters(),
             None => base_parameters,
@@ -167,12 +168,6 @@ impl BackendTask for TrainStepBench {
         }
         Ok(())
     }
-}
-
-/// Every value of the model's weights (adapters included).
-fn all_parameters<B: Backend>(model: &Transformer<B>) -> usize {
-    use burn::module::Module;
-    model.num_params()
 }
 
 /// The process's peak resident memory (`VmHWM` of `/proc/self/status`), where Linux says it.

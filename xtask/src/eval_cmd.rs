@@ -147,9 +147,8 @@ impl EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.budget == 0 {
-        bail!("--budget must be at least 1");
-    }
+    // Refused before any model is fetched.
+    args.eval_config().check()?;
     let models = resolve_models(&args.agents)?;
     let mut problems = load_benchmark(&args.benchmark, args.split)?;
     if let Some(limit) = args.limit {
@@ -240,7 +239,7 @@ impl BackendTask for EvalTask {
                 progress.suspend(|| eprintln!("{problem_id}: {error}"));
                 progress.inc(1);
             }
-            EvalEvent::Finished { .. } => progress.finish_and_clear(),
+            EvalEvent::Finished { .. } => {}
         };
         let scorer = reward_model.as_ref().map(|m| m as &dyn Scorer);
         let mut outcome = evaluate::<B>(job, &device, scorer, &observer)?;

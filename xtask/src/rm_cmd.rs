@@ -6,13 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use mars2_engine::DeviceKind;
 use mars2_rl::reward_model::RewardModel;
 use mars2_rl::training::reward_fit::{
-    fit_reward_model_on, read_tree_file, RewardFitJob, SavedRewardModel,
+    fit_reward_model_on, read_tree_file, require_examples, RewardFitJob, SavedRewardModel,
 };
 use mars2_sandbox::{Problem, Split};
 
@@ -56,9 +56,7 @@ pub fn run(args: TrainRmArgs) -> Result<()> {
             unknown.len()
         );
     }
-    if examples.is_empty() {
-        bail!("the tree files hold no judged program");
-    }
+    require_examples(&examples)?;
     let backbone = resolve_model_arg(&args.model)?;
     let progress = ProgressBar::new(examples.len() as u64);
     progress.set_style(

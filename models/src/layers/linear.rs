@@ -94,8 +94,11 @@ impl<B: Backend> Linear<B> {
         let Some(lora) = self.lora.take() else {
             return;
         };
-        let merged = hf_orientation(self.weight.val(), self.quantized.as_ref()).transpose()
-            + lora.delta_weight();
+        let base = match &self.quantized {
+            Some(q) => q.dequantize().transpose(),
+            None => self.weight.val(),
+        };
+        let merged = base + lora.delta_weight();
         self.quantized = None;
         self.weight = Param::from_tensor(merged);
     }

@@ -34,3 +34,22 @@ pub use mars2_search::team::{team_of, AgentModel};
 pub use observer::{TrainEvent, TrainObserver};
 pub use run::{train, train_on, TrainJob};
 pub use summary::{AgentSummary, HeldOut, TrainSummary};
+
+/// An MBPP problem with nothing in it, for the tests of this module to fill in.
+#[cfg(test)]
+fn blank_problem() -> mars2_sandbox::Problem {
+    mars2_sandbox::Problem {
+        id: String::new(),
+        dataset: mars2_sandbox::Dataset::Mbpp,
+        title: None,
+        statement: String::new(),
+        starter_code: String::new(),
+        entry_point: None,
+        public_tests: Vec::new(),
+        hidden_tests: Vec::new(),
+        reference_solution: None,
+        platform: None,
+        difficulty: None,
+        split: None,
+    }
+}

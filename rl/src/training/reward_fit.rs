@@ -192,6 +192,16 @@ pub fn read_tree_file(
     Ok(report)
 }
 
+/// Refuses an empty set of examples (before a backbone is loaded or fetched for nothing).
+pub fn require_examples(examples: &[JudgedProgram]) -> TrainResult<()> {
+    if examples.is_empty() {
+        return Err(TrainError::Config(
+            "the tree files hold no judged program".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A reward model to fit.
 pub struct RewardFitJob {
     pub examples: Vec<JudgedProgram>,
@@ -241,11 +251,7 @@ pub fn fit_reward_model<B: Backend>(
         max_tokens,
         ..
     } = job;
-    if examples.is_empty() {
-        return Err(TrainError::Config(
-            "the tree files hold no judged program".into(),
-        ));
-    }
+    require_examples(&examples)?;
     let model_error = |source| TrainError::Model {
         path: backbone.clone(),
         source,
@@ -358,17 +364,8 @@ mod tests {
     fn one_problem() -> HashMap<String, Problem> {
         let problem = Problem {
             id: "Mbpp/601".into(),
-            dataset: mars2_sandbox::Dataset::Mbpp,
-            title: None,
             statement: "Write a function.".into(),
-            starter_code: String::new(),
-            entry_point: None,
-            public_tests: Vec::new(),
-            hidden_tests: Vec::new(),
-            reference_solution: None,
-            platform: None,
-            difficulty: None,
-            split: None,
+            ..crate::training::blank_problem()
         };
         HashMap::from([(problem.id.clone(), problem)])
     }

@@ -202,7 +202,7 @@ mod tests {
             .iter()
             .map(|id| Problem {
                 id: id.to_string(),
-                ..blank()
+                ..crate::training::blank_problem()
             })
             .collect();
         let ids = |round| {
@@ -214,22 +214,5 @@ mod tests {
         assert_eq!(ids(0), ["a", "b"]);
         assert_eq!(ids(1), ["c", "a"]);
         assert!(round_problems(&[], 2, 0).is_empty());
-    }
-
-    fn blank() -> Problem {
-        Problem {
-            id: String::new(),
-            dataset: mars2_sandbox::Dataset::Mbpp,
-            title: None,
-            statement: String::new(),
-            starter_code: String::new(),
-            entry_point: None,
-            public_tests: Vec::new(),
-            hidden_tests: Vec::new(),
-            reference_solution: None,
-            platform: None,
-            difficulty: None,
-            split: None,
-        }
     }
 }

@@ -10,6 +10,7 @@ use mars2_sandbox::Split;
 use serde_json::{json, Value};
 
 use crate::config::{AgentChoice, ContextMode, Method, PromptStyle, SearchConfig};
+use crate::error::{Result, SearchError};
 use crate::prompts::CLOSING_FENCE;
 use crate::team::AgentModel;
 
@@ -84,6 +85,16 @@ impl Default for EvalConfig {
 }
 
 impl EvalConfig {
+    /// Why these settings cannot run, if they cannot (before anything is loaded).
+    pub fn check(&self) -> Result<()> {
+        if self.budget == 0 {
+            return Err(SearchError::Config(
+                "the budget must be at least 1 node".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The settings of each tree's search.
     pub fn search_config(&self) -> SearchConfig {
         let mut config = SearchConfig::for_eval(self.method, self.budget);

@@ -100,11 +100,7 @@ pub fn evaluate<B: Backend>(
         out,
         reward_model,
     } = job;
-    if config.budget == 0 {
-        return Err(SearchError::Config(
-            "the budget must be at least 1 node".into(),
-        ));
-    }
+    config.check()?;
     if config.blend_alpha.is_some() && scorer.is_none() {
         return Err(SearchError::Config(
             "blending rewards needs a scorer (a reward model)".into(),
