@@ -83,6 +83,54 @@ impl<B: Backend> Transformer<B> {
         base
     }
 
+    /// Every projection's adapter (`None` where it has none), layer by layer in
+    /// [`crate::layers::decoder_layer::DecoderLayer::projections`]' order: the trainable part
+    /// of an adapted model, which a checkpoint keeps without the base.
+    pub fn adapters(&self) -> Vec<Option<LoraAdapter<B>>> {
+        self.layers
+            .iter()
+            .flat_map(|layer| layer.projections())
+            .map(|(_, linear)| linear.lora.clone())
+            .collect()
+    }
+
+    /// Puts `adapters` (in [`Transformer::adapters`]' order) on the projections; an error
+    /// when their number or any adapter's shape does not fit the model.
+    pub fn set_adapters(mut self, adapters: Vec<Option<LoraAdapter<B>>>) -> Result<Self, String> {
+        let projections = self.layers.len() * LoraTarget::ALL.len();
+        if adapters.len() != projections {
+            return Err(format!(
+                "{} adapter places for a model with {projections} projections",
+                adapters.len()
+            ));
+        }
+        let mut adapters = adapters.into_iter();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (name, linear) in layer.projections_mut() {
+                let adapter = adapters.next().flatten();
+                if let Some(lora) = &adapter {
+                    let (d_in, d_out) = linear.dims();
+                    let ([a_in, rank], [b_rank, b_out]) = (lora.a.dims(), lora.b.dims());
+                    if a_in != d_in || b_out != d_out || rank != b_rank {
+                        return Err(format!(
+                            "layer {i} {name}: an adapter [{a_in}, {rank}]·[{b_rank}, {b_out}] \
+                             on a {d_in} → {d_out} projection"
+                        ));
+                    }
+                }
+                linear.lora = adapter;
+            }
+        }
+        Ok(self)
+    }
+
+    /// This model with the adapters of `source` (a model of the same architecture: the
+    /// learner's copy) in place of its own: how the engine's copy of a base, kept in blocks,
+    /// takes a learner's current adapters without copying any base weight.
+    pub fn with_adapters_of(self, source: &Transformer<B>) -> Result<Self, String> {
+        self.set_adapters(source.adapters())
+    }
+
     /// Folds every adapter into its projection's weight: the result computes what the adapted
     /// model computes, with dense f32 weights where adapters were (block-format weights
     /// without an adapter stay in blocks).
@@ -220,5 +268,22 @@ mod tests {
         assert!(merged.quantized_head.is_some());
         let diff = max_diff(&logits(&merged), &adapted_logits);
         assert!(diff < 1e-4, "merged against adapted: {diff}");
+    }
+
+    #[test]
+    fn adapters_move_between_copies_of_a_model_and_misfits_are_refused() {
+        let base = Transformer::<B>::random(&config(), &Default::default());
+        let adapted = trained(base.clone().with_adapters(&LoraConfig::default()));
+        let moved = base.clone().set_adapters(adapted.adapters()).unwrap();
+        assert_eq!(logits(&moved), logits(&adapted));
+        let err = base.clone().set_adapters(vec![None; 3]).err().unwrap();
+        assert!(
+            err.contains("3 adapter places") && err.contains("14"),
+            "{err}"
+        );
+        let mut wrong = adapted.adapters();
+        wrong.swap(0, 6);
+        let err = base.set_adapters(wrong).err().unwrap();
+        assert!(err.contains("layer 0 self_attn.q_proj"), "{err}");
     }
 }

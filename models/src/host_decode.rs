@@ -2,7 +2,8 @@
 //! layers run as host loops over a few reused buffers, the projections through the host
 //! kernels ([`crate::kernels::skinny`], [`crate::kernels::skinny_quantized`],
 //! [`crate::kernels::int8_dot`]) and attention reads the paged keys and values where they lie
-//! ([`crate::kernels::host_attention`]).
+//! ([`crate::kernels::host_attention`]). A projection with a low-rank adapter adds the
+//! adapter's update on the fly, so an adapted model decodes from its base's blocks.
 //!
 //! A decode step of a small model does little arithmetic per layer; as a chain of Burn tensor
 //! ops it pays an allocation, a dispatch and often a thread wake-up per op (about thirty per
@@ -25,6 +26,7 @@ use crate::kernels::skinny::{self, WeightLayout};
 use crate::kernels::{enabled, HostActivations};
 use crate::kernels::{host_activations, host_attention, host_ops, skinny_quantized};
 use crate::layers::linear::Linear;
+use crate::layers::lora::LoraAdapter;
 use crate::transformer::Transformer;
 
 /// Most token places (batch × tokens) one host pass takes; longer steps (prompt chunks) keep
@@ -104,6 +106,10 @@ impl<'a> SharedInput<'a> {
                 })?
             }
         };
+        if let Some(lora) = &linear.lora {
+            let delta = adapter_delta(self.x, rows, cols, lora)?;
+            host_ops::add_in_place(&mut y, &delta);
+        }
         if let Some(bias) = &linear.bias {
             let bias = with_f32_values(&bias.val(), true, <[f32]>::to_vec)?;
             host_ops::add_bias_rows(&mut y, &bias);
@@ -128,6 +134,31 @@ fn by_row_chunks(
         .collect()
 }
 
+/// An adapter's update `s·(x·A)·B` of `x` `[rows, cols]`: two thin products (rank `r` inner
+/// width) beside the base product, so the base keeps its blocks.
+fn adapter_delta<B: Backend>(
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    lora: &LoraAdapter<B>,
+) -> Option<Vec<f32>> {
+    let [_, rank] = lora.a.dims();
+    let [_, d_out] = lora.b.dims();
+    let xa = with_f32_values(&lora.a.val(), true, |a| {
+        by_row_chunks(x, rows, cols, skinny::MAX_ROWS, |x, m| {
+            skinny::matmul(x, m, cols, a, rank, WeightLayout::InOut)
+        })
+    })?;
+    let mut delta = with_f32_values(&lora.b.val(), true, |b| {
+        by_row_chunks(&xa, rows, rank, skinny::MAX_ROWS, |u, m| {
+            skinny::matmul(u, m, rank, b, d_out, WeightLayout::InOut)
+        })
+    })?;
+    let scale = lora.scale as f32;
+    delta.iter_mut().for_each(|v| *v *= scale);
+    Some(delta)
+}
+
 /// A norm's weight vector, copied (a few hundred values).
 fn norm_weight<B: Backend>(norm: &crate::layers::rms_norm::RmsNorm<B>) -> Option<Vec<f32>> {
     with_f32_values(&norm.weight.val(), true, <[f32]>::to_vec)
@@ -138,7 +169,7 @@ impl<B: Backend> Transformer<B> {
     /// with the keys and values in `kv` (written at the step's slots, read through its block
     /// tables). `None`, with nothing written, when this path does not apply: not the ndarray
     /// backend, kernels turned off, more than [`MAX_HOST_ROWS`] places, a weight that is
-    /// neither host blocks nor a contiguous f32 tensor, a projection with an adapter, a token id or position out of range,
+    /// neither host blocks nor a contiguous f32 tensor, a token id or position out of range,
     /// or caches too small for the step's slots.
     pub fn forward_hidden_host(
         &self,
@@ -198,10 +229,13 @@ impl<B: Backend> Transformer<B> {
                 && v.iter().all(|&n| n <= t.len() * bs)
                 && t.iter().all(|&b| (b + 1) * bs <= slots)
         });
-        // Adapters are not applied here: an adapted model takes the Burn path (or is merged).
         let weights_readable = self.layers.iter().all(|layer| {
             layer.projections().iter().all(|(_, linear)| {
-                linear.lora.is_none()
+                let adapter_readable = linear.lora.as_ref().is_none_or(|lora| {
+                    with_f32_values(&lora.a.val(), true, |_| ()).is_some()
+                        && with_f32_values(&lora.b.val(), true, |_| ()).is_some()
+                });
+                adapter_readable
                     && match &linear.quantized {
                         Some(q) => q.host_blocks().is_some(),
                         None => with_f32_values(&linear.weight.val(), false, |_| ()).is_some(),

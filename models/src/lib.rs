@@ -27,6 +27,7 @@ pub mod host_tensor;
 pub mod kernels;
 pub mod layers;
 pub mod load;
+pub mod memory;
 pub mod quantized;
 mod quantized_gguf;
 pub mod registry;
@@ -45,9 +46,10 @@ pub use export::save_hf_checkpoint;
 pub use host_tensor::{BlockSource, HostTensor, WeightSource};
 pub use layers::lora::{LoraConfig, LoraTarget};
 pub use load::{
-    checkpoint_kind, gguf_text_side, load_model, quantize_from_checkpoint, CheckpointKind,
-    LoadedModel,
+    checkpoint_kind, gguf_text_side, keep_stored_blocks, load_model, quantize_from_checkpoint,
+    CheckpointKind, LoadedModel,
 };
+pub use memory::release_freed_memory;
 pub use quantized::{QuantFormat, Quantization, QuantizedBlocks};
 pub use safetensors_source::SafetensorsSource;
 pub use tokenizer::TextTokenizer;

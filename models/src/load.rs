@@ -145,7 +145,7 @@ pub fn quantize_from_checkpoint<B: Backend>(
     config: &ModelConfig,
     quantization: Quantization,
 ) -> Result<QuantizeReport> {
-    match checkpoint_kind(checkpoint)? {
+    let report = match checkpoint_kind(checkpoint)? {
         CheckpointKind::Gguf => {
             let file = GgufFile::open(checkpoint)?;
             model.quantize_with(quantization, &mut GgufWeights::new(&file, config.clone()))
@@ -156,6 +156,24 @@ pub fn quantize_from_checkpoint<B: Backend>(
                 path: checkpoint.to_path_buf(),
             },
         ),
+    }?;
+    // The f32 matrices the blocks replace are free now: give their memory back.
+    crate::memory::release_freed_memory();
+    Ok(report)
+}
+
+/// Keeps the matrices `checkpoint` stores in blocks as those blocks
+/// ([`Quantization::AsStored`]); a checkpoint that stores none (every matrix in floats) leaves
+/// the model in f32 and gives `None`.
+pub fn keep_stored_blocks<B: Backend>(
+    model: &mut Transformer<B>,
+    checkpoint: &Path,
+    config: &ModelConfig,
+) -> Result<Option<QuantizeReport>> {
+    match quantize_from_checkpoint(model, checkpoint, config, Quantization::AsStored) {
+        Ok(report) => Ok(Some(report)),
+        Err(ModelError::NothingStored { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -263,10 +263,16 @@ impl QuantizedBlocks {
 
     /// The values as a row-major `[rows, cols]` f32 matrix.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = vec![0.0f32; self.rows * self.cols];
+        self.dequantize_rows(0..self.rows)
+    }
+
+    /// Rows `rows` of the matrix in f32, row-major `[rows.len(), cols]`.
+    pub fn dequantize_rows(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = vec![0.0f32; rows.len() * self.cols];
+        let first = rows.start * self.blocks_per_row();
         for (b, block) in out.chunks_exact_mut(BLOCK).enumerate() {
             let block: &mut [f32; BLOCK] = block.try_into().expect("chunks of one block");
-            self.dequantize_block(b, block);
+            self.dequantize_block(first + b, block);
         }
         out
     }

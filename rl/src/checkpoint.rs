@@ -5,6 +5,10 @@
 //!   tokenizer and chat template) that this project and transformers load;
 //! - `trainer.bin`: the trainable weights as a Burn record (parameter ids kept, so the
 //!   optimizer state matches them on resume) and `optimizer.bin`: AdamW's moments;
+//! - for a learner with low-rank adapters, instead of `model/` and `trainer.bin`:
+//!   `adapters.bin`, the adapters alone (the frozen base is the model the run started from, so
+//!   a checkpoint is the adapters and their moments, megabytes instead of gigabytes; the
+//!   merged model is exported once, by [`export_model`], when the run ends);
 //! - `pending.json`: the samples waiting for the next update (left over from the rounds so
 //!   far), so that a resumed run trains on exactly what the uninterrupted run would have;
 //! - `state.json`: the step counter and whatever the caller adds (round, problem cursor).
@@ -37,6 +41,9 @@ fn err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
 
 type FileFormat = BinFileRecorder<FullPrecisionSettings>;
 
+/// The adapters of an adapted learner, in a checkpoint (`adapters.bin`).
+const ADAPTERS: &str = "adapters";
+
 /// The samples waiting for an update, in a checkpoint.
 const PENDING_FILE: &str = "pending.json";
 
@@ -60,17 +67,16 @@ pub fn save_checkpoint<B: AutodiffBackend>(
         .ok_or_else(|| err(dir, "the trainer holds no model"))?;
     state["step"] = trainer.step.into();
     replace_dir_atomically(dir, err, |tmp| {
-        save_hf_checkpoint(
-            &tmp.join("model"),
-            &model.valid(),
-            export.config,
-            export.tokenizer,
-            export.template,
-        )
-        .map_err(|e| err(tmp, e))?;
-        FileFormat::new()
-            .record(model.clone().into_record(), tmp.join("trainer"))
-            .map_err(|e| err(&tmp.join("trainer.bin"), e))?;
+        if model.has_adapters() {
+            FileFormat::new()
+                .record(model.adapters().into_record(), tmp.join(ADAPTERS))
+                .map_err(|e| err(&tmp.join("adapters.bin"), e))?;
+        } else {
+            export_model(&tmp.join("model"), trainer, export)?;
+            FileFormat::new()
+                .record(model.clone().into_record(), tmp.join("trainer"))
+                .map_err(|e| err(&tmp.join("trainer.bin"), e))?;
+        }
         FileFormat::new()
             .record(trainer.optimizer().to_record(), tmp.join("optimizer"))
             .map_err(|e| err(&tmp.join("optimizer.bin"), e))?;
@@ -85,6 +91,26 @@ pub fn save_checkpoint<B: AutodiffBackend>(
         )
         .map_err(|e| err(&state_path, e))
     })
+}
+
+/// Writes the learner's current model, adapters merged, as a Hugging Face checkpoint in
+/// `dir` (replacing it).
+pub fn export_model<B: AutodiffBackend>(
+    dir: &Path,
+    trainer: &AgentTrainer<B>,
+    export: &ExportInfo<'_>,
+) -> Result<(), CheckpointError> {
+    let model = trainer
+        .model()
+        .ok_or_else(|| err(dir, "the trainer holds no model"))?;
+    save_hf_checkpoint(
+        dir,
+        &model.valid(),
+        export.config,
+        export.tokenizer,
+        export.template,
+    )
+    .map_err(|e| err(dir, e))
 }
 
 /// Restores `trainer` (weights, optimizer state, step) from `dir`; returns `state.json`.
@@ -105,15 +131,22 @@ pub fn load_checkpoint<B: AutodiffBackend>(
         .model()
         .ok_or_else(|| err(dir, "the trainer holds no model"))?
         .clone();
-    let record = FileFormat::new()
-        .load(dir.join("trainer"), device)
-        .map_err(|e| err(&dir.join("trainer.bin"), e))?;
-    let model = model.load_record(record);
-    // Only the adapters train when there are adapters, whatever flags the record carried.
     let model = if model.has_adapters() {
-        model.freeze_base()
-    } else {
+        let path = dir.join("adapters.bin");
+        let record = FileFormat::new()
+            .load(dir.join(ADAPTERS), device)
+            .map_err(|e| err(&path, e))?;
+        let adapters = model.adapters().load_record(record);
+        // Only the adapters train, whatever flags the record carried.
         model
+            .set_adapters(adapters)
+            .map_err(|e| err(&path, e))?
+            .freeze_base()
+    } else {
+        let record = FileFormat::new()
+            .load(dir.join("trainer"), device)
+            .map_err(|e| err(&dir.join("trainer.bin"), e))?;
+        model.load_record(record)
     };
     let optimizer = FileFormat::new()
         .load(dir.join("optimizer"), device)

@@ -136,8 +136,8 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         self.buffer.len() >= self.config.train_batch.max(1)
     }
 
-    /// The current weights for inference, adapters (if any) folded into their projections so
-    /// that the engine's host decode path applies.
+    /// The current weights for inference as dense weights: adapters (if any) folded into
+    /// their projections (what an engine without its own copy of the base takes).
     pub fn inference_model(&self) -> Option<Transformer<B::InnerBackend>> {
         self.model.as_ref().map(|m| m.valid().merge_adapters())
     }

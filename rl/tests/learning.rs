@@ -4,11 +4,16 @@
 //! with AdamW) on one easy problem; the share of right programs in its rollouts rises and its
 //! greedy answer ends right. The run writes its files like any other.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use burn::backend::NdArray;
 use burn::module::Param;
 use mars2_engine::DeviceKind;
 use mars2_models::{load_model, save_hf_checkpoint, save_word_level_model, LoraConfig, LoraTarget};
-use mars2_rl::training::{train, AgentModel, Algorithm, TrainConfig, TrainEvent, TrainJob};
+use mars2_rl::training::{
+    train, AgentModel, Algorithm, TrainConfig, TrainEvent, TrainJob, TrainedWeights,
+};
 use mars2_sandbox::{Dataset, Problem, Sandbox, TestCase};
 use serde_json::Value;
 
@@ -73,6 +78,7 @@ fn config(out: &std::path::Path, model: &std::path::Path) -> TrainConfig {
     c.train.floor_fraction = 0.5;
     c.train.kl_beta = 0.0;
     c.train.max_staleness = 0;
+    c.train.weights = TrainedWeights::All;
     // Trees whose programs all pass (or all fail) carry no signal; dropping them keeps Adam's
     // momentum from walking the tiny model off its answer on zero-gradient steps.
     c.shaping.dynamic_filtering = true;
@@ -101,6 +107,7 @@ fn rollout_pass_rates(out: &std::path::Path) -> Vec<f64> {
 /// share of right programs in the rollouts rises and the greedy answer ends right.
 fn trains_and_learns(
     weight_scale: f32,
+    adapted: bool,
     config: impl FnOnce(&std::path::Path, &std::path::Path) -> TrainConfig,
 ) {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -122,21 +129,29 @@ fn trains_and_learns(
         sandbox: Sandbox::with_defaults().expect("sandbox"),
         resume: false,
     };
-    let mut updates = 0;
-    let mut committed = Vec::new();
+    let updates = AtomicUsize::new(0);
+    let committed = Mutex::new(Vec::new());
+    let trees_grown = AtomicUsize::new(0);
     let summary = train::<Cpu>(
         job,
         &Default::default(),
-        &mut |event: TrainEvent<'_>| match event {
+        &|event: TrainEvent<'_>| match event {
             TrainEvent::Updated { metrics, .. } => {
                 assert!(metrics.loss.is_finite() && metrics.grad_norm.is_finite());
-                updates += 1;
+                updates.fetch_add(1, Ordering::Relaxed);
             }
-            TrainEvent::RoundCommitted { round } => committed.push(round),
+            TrainEvent::RoundCommitted { round } => committed.lock().unwrap().push(round),
+            TrainEvent::TreeGrown { done, total, .. } => {
+                assert!(done <= total);
+                trees_grown.fetch_add(1, Ordering::Relaxed);
+            }
             _ => {}
         },
     )
     .expect("the run finishes");
+    let updates = updates.into_inner();
+    let committed = committed.into_inner().unwrap();
+    assert_eq!(trees_grown.into_inner(), 12, "one progress event per tree");
 
     assert_eq!(committed, (0..12).collect::<Vec<_>>());
     let agent = &summary.agents[0];
@@ -158,8 +173,17 @@ fn trains_and_learns(
     for file in ["config.toml", "rollouts.jsonl", "summary.json"] {
         assert!(out.join(file).is_file(), "{file} written");
     }
-    assert!(out.join("checkpoints/latest/tiny-adder").is_dir());
-    assert_eq!(agent.model, out.join("checkpoints/latest/tiny-adder/model"));
+    let checkpoint = out.join("checkpoints/latest/tiny-adder");
+    if adapted {
+        // The checkpoint is the adapters, their moments and the run's state; the merged model
+        // is written once, when the run ends.
+        assert!(checkpoint.join("adapters.bin").is_file());
+        assert!(!checkpoint.join("trainer.bin").exists() && !checkpoint.join("model").exists());
+        assert_eq!(agent.model, out.join("models/tiny-adder"));
+    } else {
+        assert!(checkpoint.join("trainer.bin").is_file());
+        assert_eq!(agent.model, checkpoint.join("model"));
+    }
     assert!(agent.model.join("config.json").is_file(), "{summary:?}");
 }
 
@@ -187,20 +211,22 @@ fn scale_weights(dir: &std::path::Path, scale: f32) {
 
 #[test]
 fn the_training_loop_raises_the_pass_rate() {
-    trains_and_learns(1.0, config);
+    trains_and_learns(1.0, false, config);
 }
 
 /// The same with low-rank adapters on the frozen model: only the adapters learn, the KL
 /// reference is the model with them off, and the exported checkpoint has them merged.
 #[test]
 fn the_training_loop_raises_the_pass_rate_with_adapters_alone() {
-    trains_and_learns(7.0, |out, model| TrainConfig {
-        lora: Some(LoraConfig {
+    trains_and_learns(7.0, true, |out, model| {
+        let mut c = config(out, model);
+        c.train.weights = TrainedWeights::Adapters;
+        c.lora = LoraConfig {
             rank: 4,
             alpha: 32.0,
             targets: LoraTarget::ALL.to_vec(),
             seed: 0,
-        }),
-        ..config(out, model)
+        };
+        c
     });
 }

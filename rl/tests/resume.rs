@@ -1,11 +1,12 @@
 //! Kill and resume: a learner checkpointed after its first update and restored into a fresh
 //! process-like state continues exactly as the uninterrupted learner does (same metrics, same
 //! weights, the samples its first update left over), and the Hugging Face export in the
-//! checkpoint loads back.
+//! checkpoint loads back; a learner with adapters checkpoints the adapters alone and resumes
+//! as exactly.
 
 use burn::backend::{Autodiff, NdArray};
 use mars2_models::export::hf_tensors;
-use mars2_models::{load_model, ModelConfig, Transformer};
+use mars2_models::{load_model, LoraConfig, ModelConfig, Transformer};
 use mars2_rl::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
@@ -35,9 +36,22 @@ fn samples() -> Vec<TrainSample> {
 }
 
 fn trainer() -> AgentTrainer<Train> {
+    trainer_of(Transformer::<Train>::random(&config(), &Default::default()))
+}
+
+/// A learner of rank-2 adapters on the same random model.
+fn adapted_trainer() -> AgentTrainer<Train> {
+    let model = Transformer::<Train>::random(&config(), &Default::default());
+    trainer_of(model.with_adapters(&LoraConfig {
+        rank: 2,
+        ..LoraConfig::default()
+    }))
+}
+
+fn trainer_of(model: Transformer<Train>) -> AgentTrainer<Train> {
     let device = Default::default();
     AgentTrainer::new(
-        Transformer::<Train>::random(&config(), &device),
+        model,
         TrainerConfig {
             schedule: LrSchedule {
                 peak: 0.01,
@@ -59,6 +73,32 @@ fn trainer() -> AgentTrainer<Train> {
 
 #[test]
 fn resuming_from_a_checkpoint_continues_exactly() {
+    let dir = resumes_exactly(trainer);
+    let exported = load_model::<Cpu>(&dir.path().join("agent/model"), &Default::default()).unwrap();
+    // The export holds the weights of step 1.
+    assert_eq!(exported.config.vocab_size, 12);
+}
+
+#[test]
+fn an_adapted_learner_checkpoints_its_adapters_alone_and_resumes_exactly() {
+    let dir = resumes_exactly(adapted_trainer);
+    let ckpt = dir.path().join("agent");
+    assert!(!ckpt.join("trainer.bin").exists() && !ckpt.join("model").exists());
+    let adapters = std::fs::metadata(ckpt.join("adapters.bin")).unwrap().len();
+    let full = resumes_exactly(trainer);
+    let weights = std::fs::metadata(full.path().join("agent/trainer.bin"))
+        .unwrap()
+        .len();
+    assert!(
+        adapters * 2 < weights,
+        "adapters.bin {adapters} bytes against trainer.bin {weights}"
+    );
+}
+
+/// Checkpoints a learner made by `make` after one update, restores it into a fresh one and
+/// checks that the next two updates equal the uninterrupted learner's; returns the directory
+/// holding the checkpoint (`agent/`).
+fn resumes_exactly(trainer: fn() -> AgentTrainer<Train>) -> tempfile::TempDir {
     let mut whole = trainer();
     whole.push(samples());
     let expected: Vec<_> = (0..3).map(|_| whole.train_step().unwrap()).collect();
@@ -95,9 +135,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         hf_tensors(&resumed.inference_model().unwrap()),
         hf_tensors(&whole.inference_model().unwrap())
     );
-    // The export holds the weights of step 1.
-    let exported = load_model::<Cpu>(&ckpt.join("model"), &Default::default()).unwrap();
-    assert_eq!(exported.config.vocab_size, 12);
+    dir
 }
 
 #[test]

@@ -9,12 +9,14 @@
 //! the sandbox ([`judging`]). Many trees grow at once ([`runner::run_problems`]); each
 //! finished problem gives [`metrics`] (Pass@1, Pass@1(MCTS), Pass@N, AEC, DA@K via
 //! [`diversity`]), a line of `trees.jsonl` ([`records`]) and a part of the HTML report
-//! ([`report`]). The search never touches tensors.
+//! ([`report`]); [`intervals`] gives figures over problems their confidence intervals. The
+//! search never touches tensors.
 
 pub mod config;
 pub mod diversity;
 pub mod error;
 pub mod evaluation;
+pub mod intervals;
 pub mod judging;
 pub mod metrics;
 pub mod policy;
@@ -38,5 +40,5 @@ pub use posterior::{Posterior, PosteriorKind};
 pub use records::{ProblemRecord, RunDir};
 pub use runner::{grow_tree, run_problem, run_problems, ProblemRun, SearchContext};
 pub use scorer::Scorer;
-pub use team::{load_team, team_of, AgentModel, LoadedTeam};
+pub use team::{load_team, load_team_as, team_of, AgentModel, LoadedTeam, TeamWeights};
 pub use tree::{Generation, Judgement, Node, NodeId, Tree};

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use mars2_engine::{Engine, EngineConfig, SamplingParams};
-use mars2_models::{load_model, quantize_from_checkpoint, Quantization, QuantizeReport};
+use mars2_models::{
+    keep_stored_blocks, load_model, quantize_from_checkpoint, Quantization, QuantizeReport,
+    Transformer,
+};
 
 use crate::config::AgentSpec;
 use crate::error::{Result, SearchError};
@@ -38,8 +41,23 @@ pub fn team_of(models: &[AgentModel], multi_role: bool) -> Vec<AgentSpec> {
 /// A team's models loaded into one engine, and how each model's matrices were stored.
 pub struct LoadedTeam<B: Backend> {
     pub policy: EnginePolicy<B>,
-    /// One report per model (in `models`' order) when a quantization was asked for.
+    /// One report per model kept in blocks (in `models`' order).
     pub quantized: Vec<(String, QuantizeReport)>,
+    /// Each model as the engine got it (clones share the engine's weights): the base a
+    /// learner's adapters are put on.
+    pub models: Vec<Transformer<B>>,
+}
+
+/// How a team's models hold their matrices in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamWeights {
+    /// Every matrix in f32.
+    F32,
+    /// As `Quantization` says (an error for [`Quantization::AsStored`] on a checkpoint that
+    /// stores no blocks).
+    Quantized(Quantization),
+    /// Each checkpoint's own blocks where it stores them, f32 where it stores floats.
+    StoredWherePresent,
 }
 
 /// Loads every model on `device` into one engine and wraps it as a policy sampling with
@@ -52,29 +70,57 @@ pub fn load_team<B: Backend>(
     quantization: Option<Quantization>,
     device: &B::Device,
 ) -> Result<LoadedTeam<B>> {
+    let weights = quantization.map_or(TeamWeights::F32, TeamWeights::Quantized);
+    load_team_as(models, engine, params, weights, device)
+}
+
+/// As [`load_team`], with the models' matrices held as `weights` says.
+pub fn load_team_as<B: Backend>(
+    models: &[AgentModel],
+    engine: EngineConfig,
+    params: &SamplingParams,
+    weights: TeamWeights,
+    device: &B::Device,
+) -> Result<LoadedTeam<B>> {
     let mut policy = EnginePolicy::new(Engine::<B>::new(engine, device.clone()));
     let mut quantized = Vec::new();
+    let mut loaded_models = Vec::new();
     for m in models {
         let mut loaded = load_model::<B>(&m.path, device).map_err(|source| SearchError::Model {
             path: m.path.clone(),
             source,
         })?;
-        if let Some(quantization) = quantization {
-            let report = quantize_from_checkpoint(
-                &mut loaded.model,
-                &loaded.source,
-                &loaded.config,
-                quantization,
-            )
-            .map_err(|source| SearchError::Model {
-                path: m.path.clone(),
-                source,
-            })?;
+        let model_error = |source| SearchError::Model {
+            path: m.path.clone(),
+            source,
+        };
+        let report = match weights {
+            TeamWeights::F32 => None,
+            TeamWeights::Quantized(quantization) => Some(
+                quantize_from_checkpoint(
+                    &mut loaded.model,
+                    &loaded.source,
+                    &loaded.config,
+                    quantization,
+                )
+                .map_err(model_error)?,
+            ),
+            TeamWeights::StoredWherePresent => {
+                keep_stored_blocks(&mut loaded.model, &loaded.source, &loaded.config)
+                    .map_err(model_error)?
+            }
+        };
+        if let Some(report) = report {
             quantized.push((m.name.clone(), report));
         }
+        loaded_models.push(loaded.model.clone());
         policy.add_model(&m.name, loaded, params.clone())?;
     }
-    Ok(LoadedTeam { policy, quantized })
+    Ok(LoadedTeam {
+        policy,
+        quantized,
+        models: loaded_models,
+    })
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! The host decode path (`Transformer::forward_hidden_host`) computes what the Burn forward pass
 //! computes: token by token over a paged cache whose blocks are scattered, for Llama, Qwen2
 //! (q/k/v bias) and Qwen3 (per-head q/k norms), with dense f32 weights and with weights kept in
-//! blocks (f32 and 8-bit activations); and a row gets bitwise the same hidden state alone or
+//! blocks (f32 and 8-bit activations), with low-rank adapters added on the fly; and a row gets bitwise the same hidden state alone or
 //! in a batch.
 
+use burn::module::Param;
 use burn::tensor::{Int, Tensor, TensorData};
 use mars2_engine::device::Cpu;
 use mars2_models::host_decode::{HostKvLayer, HostStep};
 use mars2_models::kernels::{with_host_activations, HostActivations};
-use mars2_models::{load_model, FullSequence, LoadedModel, QuantFormat, Transformer};
+use mars2_models::{load_model, FullSequence, LoadedModel, LoraConfig, QuantFormat, Transformer};
 use mars2_tests::{fixture, ids, max_abs_diff, reference_json};
 
 const BLOCK: usize = 4;
@@ -142,6 +143,81 @@ fn host_steps_match_with_weights_kept_in_blocks() {
             host_matches_full_sequence(&loaded, &tokens, 0.05)
         });
     }
+}
+
+/// Every adapter's `B` (zero when fresh) filled with small values drawn from `seed`.
+fn with_nonzero_adapters(model: Transformer<Cpu>, seed: u64) -> Transformer<Cpu> {
+    let mut model = model.with_adapters(&LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        ..LoraConfig::default()
+    });
+    let mut state = seed;
+    for layer in &mut model.layers {
+        for (_, linear) in layer.projections_mut() {
+            let lora = linear.lora.as_mut().expect("every projection is targeted");
+            let dims = lora.b.dims();
+            let values: Vec<f32> = (0..dims[0] * dims[1])
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+                })
+                .collect();
+            lora.b = Param::from_tensor(Tensor::from_data(
+                TensorData::new(values, dims),
+                &Default::default(),
+            ));
+        }
+    }
+    model
+}
+
+#[test]
+fn adapters_are_added_on_the_fly_over_dense_and_block_weights() {
+    for format in [None, Some(QuantFormat::Q4_1)] {
+        let mut loaded = load("qwen2-tiny");
+        if let Some(format) = format {
+            loaded.model.quantize(format).unwrap();
+        }
+        let tokens = prompt("qwen2-tiny", 12);
+        let base = full_sequence_hidden(&loaded.model, &tokens);
+        loaded.model = with_nonzero_adapters(loaded.model, 3);
+        let adapted = full_sequence_hidden(&loaded.model, &tokens);
+        assert!(
+            max_abs_diff(&base, &adapted) > 1e-2,
+            "the adapters change the hidden states ({format:?})"
+        );
+        with_host_activations(HostActivations::F32, || {
+            host_matches_full_sequence(&loaded, &tokens, 1e-4)
+        });
+    }
+}
+
+#[test]
+fn an_engine_copy_in_blocks_takes_the_learners_adapters() {
+    // The learner and the engine hold the same base blocks, each its own copy.
+    let in_blocks = || {
+        let mut loaded = load("qwen2-tiny");
+        loaded.model.quantize(QuantFormat::Q8_0).unwrap();
+        loaded.model
+    };
+    let learner = with_nonzero_adapters(in_blocks(), 5);
+    let engine_copy = in_blocks().with_adapters_of(&learner).unwrap();
+    let tokens = prompt("qwen2-tiny", 10);
+    let base = full_sequence_hidden(&in_blocks(), &tokens);
+    let want = full_sequence_hidden(&learner, &tokens);
+    let got = full_sequence_hidden(&engine_copy, &tokens);
+    assert_eq!(
+        got, want,
+        "the engine's copy computes what the learner computes"
+    );
+    assert!(
+        max_abs_diff(&base, &got) > 1e-2,
+        "with the learner's adapters on"
+    );
+    assert!(engine_copy.layers[0].attention.q_proj.quantized.is_some());
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub struct BenchArgs {
     pub kv_cache_mb: usize,
     /// Also decode with the projections and head kept in a block format (`q8_0`, `q4_1`, or
     /// `stored` for a GGUF file's own blocks), measured in the same run beside the f32 model.
+    /// train-step with `--lora`: the frozen base kept in this format.
     #[arg(long)]
     pub quantize: Option<mars2_models::Quantization>,
     #[arg(long)]
@@ -77,7 +78,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
     /// train-step: train low-rank adapters of this rank (α = 2·rank, every projection) on the
-    /// frozen model instead of every weight.
+    /// frozen model instead of every weight. engine: also decode with adapters of this rank on
+    /// every projection, merged into f32 weights and (with `--quantize`) added on the fly over
+    /// the base kept in blocks, in the same run.
     #[arg(long, value_name = "RANK")]
     pub lora: Option<usize>,
     /// vs-llama-cpp: threads on both sides.
@@ -111,6 +114,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 kl_beta: args.kl_beta,
                 steps: args.steps,
                 lora: args.lora,
+                frozen_base: match args.quantize {
+                    None => None,
+                    Some(mars2_models::Quantization::To(format)) => Some(format),
+                    Some(other) => bail!(
+                        "train-step makes a random model: --quantize {} needs a format \
+                         (q8_0, q4_1, ...)",
+                        other.name()
+                    ),
+                },
                 json: args.json,
             })
         }
@@ -200,6 +212,20 @@ impl WithModel for BenchArgs {
             }
             None => None,
         };
+        // A trained learner's weights as the engine gets them: adapters merged into dense f32
+        // weights, or kept beside the base's blocks and added on the fly.
+        let adapters = self.lora.map(|rank| mars2_models::LoraConfig {
+            rank,
+            alpha: 2.0 * rank as f64,
+            ..mars2_models::LoraConfig::default()
+        });
+        let merged = adapters
+            .as_ref()
+            .map(|a| loaded.model.clone().with_adapters(a).merge_adapters());
+        let on_the_fly = match (&adapters, &quantized) {
+            (Some(a), Some(q)) => Some(q.clone().with_adapters(a)),
+            _ => None,
+        };
         let core_with = |model: &mars2_models::Transformer<B>,
                          reuse: bool|
          -> Result<(EngineCore<B>, mars2_engine::AgentId)> {
@@ -251,14 +277,26 @@ impl WithModel for BenchArgs {
             };
             let paged_rate = decoded / (paged(self.new_tokens + 1)? - paged(1)?).max(1e-9);
             let dense_rate = decoded / (dense(self.new_tokens + 1)? - dense(1)?).max(1e-9);
-            let quantized_rate = match &quantized {
-                Some(model) => {
-                    paged_with(model, 2)?;
-                    let seconds = paged_with(model, self.new_tokens + 1)? - paged_with(model, 1)?;
-                    Some(decoded / seconds.max(1e-9))
-                }
-                None => None,
+            let rate_of = |model: &Option<mars2_models::Transformer<B>>| -> Result<Option<f64>> {
+                let Some(model) = model else {
+                    return Ok(None);
+                };
+                paged_with(model, 2)?;
+                let seconds = paged_with(model, self.new_tokens + 1)? - paged_with(model, 1)?;
+                Ok(Some(decoded / seconds.max(1e-9)))
             };
+            let quantized_rate = rate_of(&quantized)?;
+            let merged_rate = rate_of(&merged)?;
+            let on_the_fly_rate = rate_of(&on_the_fly)?;
+            if let Some(rank) = self.lora {
+                let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.1} tok/s"));
+                eprintln!(
+                    "decode batch {batch}, rank-{rank} adapters: merged into f32 {}, on the fly \
+                     over blocks {}",
+                    show(merged_rate),
+                    show(on_the_fly_rate)
+                );
+            }
             if self.profile {
                 let profiled = |n: usize| -> Result<mars2_engine::scheduler::StepProfile> {
                     let mut core = EngineCore::<B>::new(
@@ -296,7 +334,7 @@ impl WithModel for BenchArgs {
             record(
                 &mut results,
                 self.json,
-                json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate, "paged_quantized_tokens_per_s": quantized_rate, "quantized_format": self.quantize.map(|f| f.name())}),
+                json!({"figure": "decode", "batch": batch, "paged_tokens_per_s": paged_rate, "paged_stock_ops_tokens_per_s": stock_rate, "dense_tokens_per_s": dense_rate, "paged_quantized_tokens_per_s": quantized_rate, "quantized_format": self.quantize.map(|f| f.name()), "lora_rank": self.lora, "paged_merged_adapters_tokens_per_s": merged_rate, "paged_quantized_adapters_on_the_fly_tokens_per_s": on_the_fly_rate}),
             );
             eprintln!(
                 "decode batch {batch}: paged {paged_rate:.1} tok/s, dense {dense_rate:.1} tok/s"

@@ -2,8 +2,9 @@
 //! per sequence, the frozen reference's forward when the KL term is on, global-norm clipping,
 //! AdamW) on a model of a named shape with random weights, as `cargo xtask train` runs it.
 //! `benches/python/torch_gspo_step.py` times the same update in PyTorch for comparison. With
-//! `--lora RANK` the update trains low-rank adapters on the frozen model; the peak resident
-//! memory of the process is printed beside the time.
+//! `--lora RANK` the update trains low-rank adapters on the frozen model (kept in a block
+//! format with `--quantize FORMAT`); the peak resident memory of the update is printed beside
+//! the time.
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use mars2_engine::{run_on, BackendTask, DeviceKind};
-use mars2_models::{LoraConfig, Transformer};
+use mars2_models::{LoraConfig, QuantFormat, Transformer};
 use mars2_rl::logprobs::response_logprobs_at;
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
@@ -32,6 +33,8 @@ pub struct TrainStepBench {
     pub steps: usize,
     /// Rank of low-rank adapters on every projection (full fine-tuning when `None`).
     pub lora: Option<usize>,
+    /// With adapters: the frozen base kept in this block format (f32 when `None`).
+    pub frozen_base: Option<QuantFormat>,
     pub json: bool,
 }
 
@@ -45,7 +48,16 @@ impl BackendTask for TrainStepBench {
                 self.model
             );
         };
-        let model = Transformer::<Autodiff<B>>::random(&config, &device);
+        let mut model = Transformer::<Autodiff<B>>::random(&config, &device);
+        // Counted before quantizing: a matrix in blocks is no parameter of the module.
+        let base_parameters = model.num_params();
+        if let Some(format) = self.frozen_base {
+            if self.lora.is_none() {
+                bail!("--quantize keeps a frozen base in blocks: it needs --lora");
+            }
+            model.quantize(format)?;
+            mars2_models::release_freed_memory();
+        }
         let model = match self.lora {
             Some(rank) => model.with_adapters(&LoraConfig {
                 rank,
@@ -54,7 +66,7 @@ impl BackendTask for TrainStepBench {
             }),
             None => model,
         };
-        let base_parameters = model.num_params() - model.adapter_parameters();
+
         let trained_parameters = match self.lora {
             Some(_) => model.adapter_parameters(),
             None => base_parameters,
@@ -107,6 +119,9 @@ impl BackendTask for TrainStepBench {
             temperature,
         };
         let mut trainer = AgentTrainer::new(model, trainer_config, device.clone());
+        // The peak from here on: the update's, with the model resident (making a random model
+        // and quantizing it pass through f32 copies a loaded checkpoint never has).
+        reset_peak_resident();
         // Warm-up (kernel compilation and autotuning on GPU backends).
         trainer.push(samples.clone());
         trainer.train_step();
@@ -135,7 +150,8 @@ impl BackendTask for TrainStepBench {
             "device": self.device.to_string(), "sequences": self.sequences,
             "prompt_tokens": self.prompt_tokens, "response_tokens": self.response_tokens,
             "kl_beta": self.kl_beta, "median_seconds": median, "tokens_per_s": tokens as f64 / median,
-            "lora_rank": self.lora, "base_parameters": base_parameters,
+            "lora_rank": self.lora, "frozen_base": self.frozen_base.map(|f| f.name()),
+            "base_parameters": base_parameters,
             "trained_parameters": trained_parameters, "peak_resident_bytes": peak,
             "peak_bytes_per_base_parameter": peak.map(|p| p as f64 / base_parameters as f64),
         });
@@ -156,9 +172,11 @@ impl BackendTask for TrainStepBench {
                 "{} base parameters, {} trained ({}); peak resident memory {}",
                 base_parameters,
                 trained_parameters,
-                self.lora.map_or("every weight".to_string(), |r| format!(
-                    "adapters of rank {r}"
-                )),
+                match (self.lora, self.frozen_base) {
+                    (Some(r), Some(f)) => format!("adapters of rank {r} over a {} base", f.name()),
+                    (Some(r), None) => format!("adapters of rank {r} over an f32 base"),
+                    _ => "every weight".to_string(),
+                },
                 peak.map_or("unknown".to_string(), |p| format!(
                     "{:.2} GB ({:.1} bytes per base parameter)",
                     p as f64 / 1e9,
@@ -168,6 +186,11 @@ impl BackendTask for TrainStepBench {
         }
         Ok(())
     }
+}
+
+/// Starts the process's peak resident memory afresh (Linux: `5` to `/proc/self/clear_refs`).
+fn reset_peak_resident() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The process's peak resident memory (`VmHWM` of `/proc/self/status`), where Linux says it.

@@ -5,11 +5,13 @@
 //! `summary.json` and per-agent checkpoints.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use mars2_rl::training::{train_on, TrainConfig, TrainEvent, TrainJob, TrainSummary};
 use mars2_sandbox::{SandboxConfig, Split};
+use mars2_search::intervals::Interval;
 
 use crate::benchmark::{load_benchmark, Benchmark};
 use crate::judging::start_sandbox;
@@ -63,7 +65,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let summary = train_on(job, &mut |event: TrainEvent<'_>| show(&progress, event))?;
+    progress.enable_steady_tick(std::time::Duration::from_millis(500));
+    let status = Mutex::new(Status::default());
+    let summary = train_on(job, &|event: TrainEvent<'_>| {
+        show(&progress, &status, event)
+    })?;
     progress.finish_and_clear();
     match write_training_plots(&config.out.join("metrics.jsonl"), &config.out.join("plots")) {
         Ok(paths) => eprintln!("wrote {} plots", paths.len()),
@@ -77,10 +83,36 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// What the run is doing now, shown as the progress bar's message: the rollout, the held-out
+/// evaluation and the learners work at the same time.
+#[derive(Default)]
+struct Status {
+    rollout: String,
+    held_out: String,
+    training: String,
+}
+
+impl Status {
+    fn message(&self) -> String {
+        [&self.rollout, &self.held_out, &self.training]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
 /// Shows one event of the run on the progress bar (and stops the process at a kill point
-/// named by `MARS2_KILL_AT`, for the resume tests).
-fn show(progress: &ProgressBar, event: TrainEvent<'_>) {
+/// named by `MARS2_KILL_AT`, for the resume tests). Events come from several threads.
+fn show(progress: &ProgressBar, status: &Mutex<Status>, event: TrainEvent<'_>) {
     let say = |line: String| progress.suspend(|| eprintln!("{line}"));
+    let set = |change: &dyn Fn(&mut Status)| {
+        if let Ok(mut status) = status.lock() {
+            change(&mut status);
+            progress.set_message(status.message());
+        }
+    };
     match event {
         TrainEvent::Loading { agents } => say(format!("loading {agents} agent(s)")),
         TrainEvent::NoCheckpoint => say("no complete checkpoint yet; starting from round 0".into()),
@@ -88,19 +120,45 @@ fn show(progress: &ProgressBar, event: TrainEvent<'_>) {
             progress.set_position(next_round as u64);
             say(format!("resuming at round {next_round}"));
         }
-        TrainEvent::Evaluating { agents, problems } => say(format!(
-            "evaluating {agents} agent(s) on {problems} held-out problems"
-        )),
-        TrainEvent::RoundStarted { .. } => progress.set_message("rollout"),
+        TrainEvent::Evaluating { agents, problems } => {
+            say(format!(
+                "evaluating {agents} agent(s) on {problems} held-out problems"
+            ));
+            set(&|s| s.held_out = "held-out evaluation".into());
+        }
+        TrainEvent::HeldOutJudged { done, total } => {
+            if done == total || done % (total / 4).max(1) == 0 {
+                say(format!("held-out answers judged: {done}/{total}"));
+            }
+            set(&|s| {
+                s.held_out = if done == total {
+                    String::new()
+                } else {
+                    format!("held-out {done}/{total}")
+                }
+            });
+        }
+        TrainEvent::RoundStarted { .. } => {}
+        TrainEvent::TreeGrown { round, done, total } => {
+            say(format!("round {round}: tree {done}/{total} grown"));
+            set(&|s| {
+                s.rollout = if done == total {
+                    String::new()
+                } else {
+                    format!("round {round} trees {done}/{total}")
+                }
+            });
+        }
         TrainEvent::RolloutGrown { round, .. } => kill_point("rollout", round),
-        TrainEvent::WaitingForEvaluation { .. } => progress.set_message("held-out evaluation"),
-        TrainEvent::Updating { agent, .. } => progress.set_message(format!("training {agent}")),
+        TrainEvent::WaitingForEvaluation { .. } => {}
+        TrainEvent::Updating { agent, .. } => set(&|s| s.training = format!("training {agent}")),
         TrainEvent::Updated {
             round,
             agent,
             metrics: step,
             ..
         } => {
+            set(&|s| s.training.clear());
             say(format!(
                 "round {round} {agent}: step {} loss {:+.4} kl {:.5} grad-norm {:.3} lr {:.2e} \
                  reward {:.3} staleness {:.1}",
@@ -116,6 +174,7 @@ fn show(progress: &ProgressBar, event: TrainEvent<'_>) {
         }
         TrainEvent::CheckpointWritten { round, .. } => kill_point("checkpoint", round),
         TrainEvent::RoundCommitted { .. } => progress.inc(1),
+        TrainEvent::Exporting { agent } => say(format!("writing the trained {agent}")),
         TrainEvent::Finished { .. } => {}
     }
 }
@@ -129,23 +188,67 @@ fn print_table(summary: &TrainSummary) {
         summary.wall_seconds
     );
     println!(
-        "| agent | updates | held-out pass rate before | after | not judged (grader failed) |"
+        "| agent | updates | held-out pass rate before [95% CI] | after [95% CI] | change [95% CI] | \
+         not judged (grader failed) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for a in &summary.agents {
         let (b, f) = (&a.held_out_before, &a.held_out_after);
         println!(
-            "| {} | {} | {:.1}% ({}/{}) | {:.1}% ({}/{}) | {} / {} |",
+            "| {} | {} | {} ({}/{}) | {} ({}/{}) | {} | {} / {} |",
             a.agent,
             a.updates,
-            100.0 * b.pass_rate(),
+            percent_with_interval(b.pass_rate(), a.interval_before),
             b.passed,
             b.judged,
-            100.0 * f.pass_rate(),
+            percent_with_interval(f.pass_rate(), a.interval_after),
             f.passed,
             f.judged,
+            a.change
+                .map_or("-".into(), |c| percent_with_interval(c.estimate, Some(c))),
             b.sandbox_failures,
             f.sandbox_failures,
         );
+    }
+    println!();
+    for a in &summary.agents {
+        match a.change {
+            Some(change) if change.excludes_zero() => println!(
+                "{}: the pass rate {} by {:+.1} points; the interval excludes no change.",
+                a.agent,
+                if change.estimate > 0.0 {
+                    "rose"
+                } else {
+                    "fell"
+                },
+                100.0 * change.estimate
+            ),
+            Some(change) if change.low == 0.0 && change.high == 0.0 => println!(
+                "{}: no held-out problem changed its verdict: this run shows no difference.",
+                a.agent
+            ),
+            Some(change) => println!(
+                "{}: {:+.1} points, but the interval [{:+.1}, {:+.1}] includes no change: this \
+                 run shows no difference.",
+                a.agent,
+                100.0 * change.estimate,
+                100.0 * change.low,
+                100.0 * change.high
+            ),
+            None => println!("{}: nothing was judged; no change can be read.", a.agent),
+        }
+    }
+}
+
+/// `12.5% [3.1, 40.2]`: a rate with its interval, in percent.
+fn percent_with_interval(value: f64, interval: Option<Interval>) -> String {
+    match interval {
+        Some(i) => format!(
+            "{:.1}% [{:.1}, {:.1}]",
+            100.0 * value,
+            100.0 * i.low,
+            100.0 * i.high
+        ),
+        None => format!("{:.1}%", 100.0 * value),
     }
 }

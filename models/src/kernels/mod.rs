@@ -12,7 +12,9 @@
 //! runs through [`host_sampling`].
 //!
 //! Weights kept in a GGUF block format ([`quantized`]) multiply through their own kernels: the
-//! host kernel [`skinny_quantized`] on ndarray, a CubeCL kernel on GPU backends.
+//! host kernel [`skinny_quantized`] on ndarray, a CubeCL kernel on GPU backends, and
+//! [`quantized_autodiff`] while training on the CPU (the gradient reaches the input, the
+//! blocks stay blocks).
 //!
 //! The backend is recognised at run time from the type of its tensor primitive, so model code
 //! stays generic over `B: Backend`.
@@ -25,6 +27,7 @@ pub mod host_ops;
 pub mod host_sampling;
 pub mod int8_dot;
 pub mod quantized;
+pub mod quantized_autodiff;
 mod quantized_module;
 pub mod reference;
 pub mod skinny;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Element, ElementConversion, FloatDType, Int, Tensor, TensorData};
 
-use super::{enabled, host, stock};
+use super::{enabled, host, quantized_autodiff, stock};
 use crate::gguf::dequant::BLOCK;
 use crate::quantized::{QuantFormat, QuantizedBlocks};
 
@@ -80,7 +80,9 @@ impl<B: Backend> QuantizedMatrix<B> {
     /// tensors on every other.
     pub fn new(blocks: QuantizedBlocks, device: &B::Device) -> Self {
         let (format, rows, cols) = (blocks.format, blocks.rows, blocks.cols);
-        let storage = if host::is_ndarray::<B>() {
+        // The CPU training backend keeps host blocks too (its product is
+        // `quantized_autodiff`'s).
+        let storage = if host::is_ndarray::<B>() || quantized_autodiff::is_cpu_learner::<B>() {
             Storage::Host(Arc::new(blocks))
         } else {
             Storage::Device(DeviceBlocks::upload(blocks, device))
@@ -142,6 +144,12 @@ impl<B: Backend> QuantizedMatrix<B> {
 pub fn quantized_linear<B: Backend>(x: Tensor<B, 3>, w: &QuantizedMatrix<B>) -> Tensor<B, 3> {
     let [b, t, k] = x.dims();
     assert_eq!(k, w.cols, "x's last dimension is the weight's input size");
+    if let Storage::Host(blocks) = &w.storage {
+        let flat = x.clone().reshape([b * t, k]);
+        if let Some(y) = quantized_autodiff::quantized_linear(&flat, blocks) {
+            return y.reshape([b, t, w.rows]);
+        }
+    }
     if enabled() {
         if let Some(y) = fused_matmul(&x.clone().reshape([b * t, k]), w) {
             return y.reshape([b, t, w.rows]);

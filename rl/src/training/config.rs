@@ -50,9 +50,33 @@ pub struct TrainConfig {
     pub shaping: ShapingSection,
     pub eval: EvalSection,
     pub engine: EngineSection,
-    /// Low-rank adapters: when set, every agent trains adapters on its frozen weights (the
-    /// KL reference is the model with its adapters off) instead of all its weights.
-    pub lora: Option<LoraConfig>,
+    /// The adapters' shape when `train.weights = "adapters"`.
+    pub lora: LoraConfig,
+}
+
+/// How a learner with adapters holds the frozen weights under them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FrozenBase {
+    /// As the checkpoint stores them: a GGUF file's matrices stay in their 4–8-bit blocks
+    /// (QLoRA-style; the CPU device only), others are f32.
+    #[default]
+    AsStored,
+    /// Every matrix dequantized to f32.
+    F32,
+}
+
+/// Which weights an agent's learner trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainedWeights {
+    /// Low-rank adapters (the `[lora]` section) on frozen weights: the KL reference is the
+    /// model with its adapters off, AdamW keeps moments for the adapters alone and a
+    /// checkpoint holds only them.
+    #[default]
+    Adapters,
+    /// Every weight (the KL reference is a frozen copy of the starting weights).
+    All,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +131,10 @@ pub struct TrainSection {
     pub loss: LossKind,
     pub clip: f64,
     pub kl_beta: f64,
+    /// `adapters` (low-rank, shaped by `[lora]`) or `all`.
+    pub weights: TrainedWeights,
+    /// How an adapted learner holds its frozen weights: `as_stored` or `f32`.
+    pub frozen_base: FrozenBase,
     /// How many rounds the rollout may run ahead of training: 0 alternates rollout and
     /// training; 1 grows round r+1's trees while round r trains (samples are then up to one
     /// round of updates stale, which the truncated importance weights correct for).
@@ -137,6 +165,21 @@ pub struct EvalSection {
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSection {
     pub kv_cache_mb: usize,
+    /// How the rollout engine computes with the learners' adapters (runs with `[lora]`).
+    pub adapters: AdapterWeights,
+}
+
+/// How the rollout engine gets an adapted learner's weights after each update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterWeights {
+    /// The engine keeps each base as its checkpoint stores it (a GGUF file's blocks stay
+    /// blocks) and adds the adapters' low-rank products on the fly; an update sends only the
+    /// adapters.
+    #[default]
+    OnTheFly,
+    /// The adapters are folded into dense f32 weights, sent whole after each update.
+    Merged,
 }
 
 impl Default for TrainConfig {
@@ -144,8 +187,8 @@ impl Default for TrainConfig {
         TrainConfig {
             algorithm: Algorithm::Mars2Heter,
             agents: vec![
+                "qwen2.5-coder-0.5b-instruct".into(),
                 "smollm2-135m-instruct".into(),
-                "smollm2-135m-mbpp-sft".into(),
             ],
             multi_role: false,
             device: DeviceKind::Cpu,
@@ -158,7 +201,7 @@ impl Default for TrainConfig {
             shaping: ShapingSection::default(),
             eval: EvalSection::default(),
             engine: EngineSection::default(),
-            lora: None,
+            lora: LoraConfig::default(),
         }
     }
 }
@@ -167,7 +210,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             train_problems: 8,
-            eval_problems: 10,
+            eval_problems: 20,
         }
     }
 }
@@ -191,7 +234,7 @@ impl Default for SamplingSection {
         SamplingSection {
             temperature: 0.7,
             top_p: 1.0,
-            max_new_tokens: 160,
+            max_new_tokens: 256,
             stop_strings: vec![CLOSING_FENCE.to_string()],
         }
     }
@@ -202,14 +245,16 @@ impl Default for TrainSection {
         TrainSection {
             rounds: 2,
             problems_per_round: 4,
-            train_batch: 8,
-            lr: 5e-6,
+            train_batch: 4,
+            lr: 2e-5,
             warmup_fraction: 0.03,
             floor_fraction: 0.1,
             grad_clip: 1.0,
             loss: LossKind::Gspo,
             clip: 0.2,
             kl_beta: 1e-3,
+            weights: TrainedWeights::Adapters,
+            frozen_base: FrozenBase::AsStored,
             max_staleness: 1,
         }
     }
@@ -220,7 +265,7 @@ impl Default for ShapingSection {
         ShapingSection {
             gamma: 0.5,
             lambda: 0.5,
-            dynamic_filtering: false,
+            dynamic_filtering: true,
             overlong_buffer: 0,
         }
     }
@@ -237,7 +282,10 @@ impl Default for EvalSection {
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { kv_cache_mb: 1024 }
+        EngineSection {
+            kv_cache_mb: 1024,
+            adapters: AdapterWeights::OnTheFly,
+        }
     }
 }
 
@@ -259,6 +307,11 @@ impl TrainConfig {
     /// The config as TOML (what a run directory keeps as `config.toml`).
     pub fn to_toml(&self) -> TrainResult<String> {
         toml::to_string_pretty(self).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The adapters every learner trains, when learners train adapters.
+    pub fn adapters(&self) -> Option<&LoraConfig> {
+        (self.train.weights == TrainedWeights::Adapters).then_some(&self.lora)
     }
 
     /// Checks settings that each parse alone but do not make a run together.
@@ -283,8 +336,16 @@ impl TrainConfig {
                 "search.budget, train.train_batch and train.rounds must be at least 1",
             ));
         }
-        if let Some(lora) = &self.lora {
+        if let Some(lora) = self.adapters() {
             lora.check().map_err(invalid)?;
+            if self.train.frozen_base == FrozenBase::AsStored && self.device != DeviceKind::Cpu {
+                return Err(invalid(format!(
+                    "train.frozen_base = \"as_stored\" keeps the learners' frozen weights in \
+                     GGUF blocks, which trains on the cpu device only; on {} set \
+                     train.frozen_base = \"f32\"",
+                    self.device
+                )));
+            }
         }
         if self.sampling.top_p < 1.0 {
             return Err(invalid(format!(
@@ -356,6 +417,7 @@ mod tests {
             "train-single-agent.toml",
             "train-grpo.toml",
             "train-mars2.toml",
+            "train-smollm2-heter.toml",
         ] {
             TrainConfig::from_file(&configs.join(preset)).unwrap();
         }
@@ -395,7 +457,7 @@ mod tests {
         let config: TrainConfig =
             toml::from_str("[lora]\nrank = 8\nalpha = 16\ntargets = [\"q_proj\", \"v_proj\"]")
                 .unwrap();
-        let lora = config.lora.clone().expect("a [lora] section");
+        let lora = config.adapters().expect("adapters by default");
         assert_eq!((lora.rank, lora.targets.len(), lora.scale()), (8, 2, 2.0));
         config.validate().unwrap();
         let err =
@@ -406,7 +468,22 @@ mod tests {
             toml::from_str("[lora]\nrank = 0\nalpha = 16\ntargets = [\"q_proj\"]").unwrap();
         let err = zero.validate().unwrap_err().to_string();
         assert!(err.contains("lora.rank"), "{err}");
-        assert_eq!(TrainConfig::default().lora, None);
+        let mut gpu = TrainConfig {
+            device: DeviceKind::Cuda,
+            ..TrainConfig::default()
+        };
+        let err = gpu.validate().unwrap_err().to_string();
+        assert!(err.contains("frozen_base"), "{err}");
+        gpu.train.frozen_base = FrozenBase::F32;
+        gpu.validate().unwrap();
+        let all: TrainConfig = toml::from_str("[train]\nweights = \"all\"").unwrap();
+        assert_eq!(all.adapters(), None);
+        assert_eq!(
+            TrainConfig::default().adapters(),
+            Some(&LoraConfig::default())
+        );
+        let err = toml::from_str::<TrainConfig>("[train]\nweights = \"some\"").unwrap_err();
+        assert!(err.to_string().contains("some"), "{err}");
     }
 
     #[test]

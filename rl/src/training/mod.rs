@@ -13,11 +13,13 @@
 //! - [`config`]: the typed settings ([`TrainConfig`]), read from TOML.
 //! - [`rollout`]: rollout trees, held-out evaluation, the rollout log.
 //! - [`round`]: one round of updates and its metrics lines.
+//! - [`engine_weights`]: how each update's weights reach the rollout engine.
 //! - [`fine_tune`]: supervised fine-tuning on reference programs ([`fine_tune::fine_tune`]).
 //! - [`reward_fit`]: the T+ reward model fitted on judged programs of search trees.
 
 pub mod checkpoints;
 pub mod config;
+pub mod engine_weights;
 pub mod error;
 pub mod fine_tune;
 pub mod observer;
@@ -28,7 +30,7 @@ pub mod summary;
 
 mod run;
 
-pub use config::{Algorithm, TrainConfig};
+pub use config::{AdapterWeights, Algorithm, FrozenBase, TrainConfig, TrainedWeights};
 pub use error::{TrainError, TrainResult};
 pub use mars2_search::team::{team_of, AgentModel};
 pub use observer::{TrainEvent, TrainObserver};

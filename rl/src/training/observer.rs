@@ -1,6 +1,8 @@
 //! How a training run reports what it is doing: every step of the loop is a [`TrainEvent`]
-//! handed to the caller's [`TrainObserver`] on the loop's own thread (progress bars, logs,
-//! tests that stop a run at a chosen point). Metrics are also written to the run directory,
+//! handed to the caller's [`TrainObserver`] (progress bars, logs, tests that stop a run at a
+//! chosen point). The loop's own steps arrive in order from its thread; the progress of
+//! rollout trees and held-out answers arrives from the threads growing them, so the observer
+//! is shared (`Sync`). Metrics are also written to the run directory,
 //! so an observer is never needed to keep them.
 
 use serde_json::Value;
@@ -21,6 +23,15 @@ pub enum TrainEvent<'a> {
     RoundStarted { round: usize, rounds: usize },
     /// The held-out evaluation of every agent starts (before or after training).
     Evaluating { agents: usize, problems: usize },
+    /// `done` of the `total` held-out answers of the evaluation under way are judged (every
+    /// agent's together).
+    HeldOutJudged { done: usize, total: usize },
+    /// `done` of round `round`'s `total` trees are grown.
+    TreeGrown {
+        round: usize,
+        done: usize,
+        total: usize,
+    },
     /// Round `round`'s trees are grown; nothing of them is written yet.
     RolloutGrown {
         round: usize,
@@ -43,23 +54,26 @@ pub enum TrainEvent<'a> {
     CheckpointWritten { round: usize, agent: &'a str },
     /// Round `round` is committed: a run stopped from now on resumes after it.
     RoundCommitted { round: usize },
+    /// Agent `agent`'s trained model (adapters merged) is being written to the run directory's
+    /// `models/`.
+    Exporting { agent: &'a str },
     /// Training is over; the result is written to `summary.json`.
     Finished { summary: &'a TrainSummary },
 }
 
 /// Receives the events of a training run.
-pub trait TrainObserver {
-    fn on_event(&mut self, event: TrainEvent<'_>);
+pub trait TrainObserver: Sync {
+    fn on_event(&self, event: TrainEvent<'_>);
 }
 
 /// No observer.
 impl TrainObserver for () {
-    fn on_event(&mut self, _: TrainEvent<'_>) {}
+    fn on_event(&self, _: TrainEvent<'_>) {}
 }
 
-/// Any closure over events.
-impl<F: FnMut(TrainEvent<'_>)> TrainObserver for F {
-    fn on_event(&mut self, event: TrainEvent<'_>) {
+/// Any shareable closure over events.
+impl<F: Fn(TrainEvent<'_>) + Sync> TrainObserver for F {
+    fn on_event(&self, event: TrainEvent<'_>) {
         self(event)
     }
 }

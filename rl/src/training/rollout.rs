@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use burn::tensor::backend::Backend;
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use super::config::{Algorithm, TrainConfig};
 use super::error::{TrainError, TrainResult};
+use super::observer::{TrainEvent, TrainObserver};
 use super::summary::HeldOut;
 use mars2_search::AgentModel;
 
@@ -30,7 +32,8 @@ pub fn rollout<B: Backend>(
     problems: &[&Problem],
     sandbox: &Sandbox,
     config: &TrainConfig,
-    round: u64,
+    round: usize,
+    on_grown: &(dyn Fn(usize, usize) + Sync),
 ) -> TrainResult<Vec<ProblemRun>> {
     let method = match config.algorithm {
         Algorithm::Grpo => Method::Sample,
@@ -38,7 +41,10 @@ pub fn rollout<B: Backend>(
     };
     let mut search = SearchConfig::for_training(method, config.search.budget);
     search.partial_credit = config.search.partial_credit;
-    search.seed = config.seed.wrapping_mul(1_000_003).wrapping_add(round);
+    search.seed = config
+        .seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(round as u64);
     search.context = config.search.context;
     search.agent_choice = config.search.agent_choice;
     let ctx = SearchContext {
@@ -49,21 +55,25 @@ pub fn rollout<B: Backend>(
         scorer: None,
     };
     ctx.validate()?;
-    collect(&ctx, problems, config.search.concurrency)
+    collect(&ctx, problems, config.search.concurrency, on_grown)
 }
 
-/// Runs `problems` and returns their runs in order, or the first error.
+/// Runs `problems` and returns their runs in order, or the first error; `on_done(done,
+/// total)` hears of each finished problem.
 fn collect(
     ctx: &SearchContext<'_>,
     problems: &[&Problem],
     concurrency: usize,
+    on_done: &(dyn Fn(usize, usize) + Sync),
 ) -> TrainResult<Vec<ProblemRun>> {
     let results: Mutex<Vec<Option<mars2_search::Result<ProblemRun>>>> =
         Mutex::new((0..problems.len()).map(|_| None).collect());
+    let done = AtomicUsize::new(0);
     run_problems(ctx, problems, 0, concurrency, &|_| {}, &|i, r| {
         if let Ok(mut v) = results.lock() {
             v[i] = Some(r);
         }
+        on_done(done.fetch_add(1, Ordering::Relaxed) + 1, problems.len());
     });
     results
         .into_inner()
@@ -87,6 +97,7 @@ pub fn evaluate<B: Backend>(
     eval_params: &SamplingParams,
     sandbox: &Sandbox,
     config: &TrainConfig,
+    observer: &dyn TrainObserver,
 ) -> TrainResult<Vec<HeldOut>> {
     let refs: Vec<&Problem> = problems.iter().collect();
     let greedy = policy.with_sampling(eval_params.clone());
@@ -94,12 +105,18 @@ pub fn evaluate<B: Backend>(
     search.stop_on_pass = false;
     search.seed = config.seed;
     let concurrency = config.search.concurrency.max(problems.len().min(16));
+    let judged = AtomicUsize::new(0);
+    let total = models.len() * problems.len();
+    let on_done = |_: usize, _: usize| {
+        let done = judged.fetch_add(1, Ordering::Relaxed) + 1;
+        observer.on_event(TrainEvent::HeldOutJudged { done, total });
+    };
     std::thread::scope(|scope| {
         let handles: Vec<_> = models
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let (greedy, search, refs) = (&greedy, &search, &refs);
+                let (greedy, search, refs, on_done) = (&greedy, &search, &refs, &on_done);
                 scope.spawn(move || -> TrainResult<HeldOut> {
                     let team = [AgentSpec::new(m.name.clone(), i)];
                     let ctx = SearchContext {
@@ -109,7 +126,7 @@ pub fn evaluate<B: Backend>(
                         sandbox,
                         scorer: None,
                     };
-                    let runs = collect(&ctx, refs, concurrency)?;
+                    let runs = collect(&ctx, refs, concurrency, on_done)?;
                     Ok(HeldOut::count(&runs))
                 })
             })

@@ -15,6 +15,7 @@ use mars2_search::EnginePolicy;
 use serde_json::{json, Value};
 
 use super::config::{Algorithm, TrainConfig};
+use super::engine_weights::EngineWeights;
 use super::error::{TrainError, TrainResult};
 use super::observer::{TrainEvent, TrainObserver};
 use crate::{tree_samples, AgentTrainer, ShapingConfig, TrainSample};
@@ -46,6 +47,7 @@ pub struct RoundContext<'a, B: Backend> {
     pub models: &'a [AgentModel],
     pub team: &'a [AgentSpec],
     pub policy: &'a EnginePolicy<B>,
+    pub engine_weights: &'a EngineWeights<B>,
 }
 
 impl<B: Backend> RoundContext<'_, B> {
@@ -56,7 +58,7 @@ impl<B: Backend> RoundContext<'_, B> {
         grown: RoundRollout,
         trainers: &mut [AgentTrainer<A>],
         write: &mut dyn FnMut(&Value) -> TrainResult<()>,
-        observer: &mut dyn TrainObserver,
+        observer: &dyn TrainObserver,
     ) -> TrainResult<()>
     where
         A: AutodiffBackend<InnerBackend = B>,
@@ -109,9 +111,7 @@ impl<B: Backend> RoundContext<'_, B> {
                 let Some(step) = trainer.train_step() else {
                     break;
                 };
-                let weights = trainer.inference_model().ok_or_else(|| {
-                    TrainError::Stopped(format!("the learner of {name} lost its model"))
-                })?;
+                let weights = self.engine_weights.for_engine(model, name, trainer)?;
                 // Weights are numbered by updates, as a resumed run numbers them too.
                 trainer.weights_version =
                     self.policy

@@ -9,19 +9,20 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use mars2_engine::{run_on, BackendTask, EngineConfig, SamplingParams};
-use mars2_models::{load_model, ChatTemplate, ModelConfig, TextTokenizer};
+use mars2_models::{keep_stored_blocks, load_model, ChatTemplate, ModelConfig, TextTokenizer};
 use mars2_sandbox::{Problem, Sandbox};
-use mars2_search::{load_team, team_of, AgentModel};
+use mars2_search::{load_team_as, team_of, AgentModel, TeamWeights};
 use serde_json::json;
 
 use super::checkpoints::RunCheckpoints;
-use super::config::TrainConfig;
+use super::config::{FrozenBase, TrainConfig};
+use super::engine_weights::EngineWeights;
 use super::error::{TrainError, TrainResult};
 use super::observer::{TrainEvent, TrainObserver};
 use super::rollout::{append_rollouts, evaluate, rollout, ROLLOUTS_FILE};
 use super::round::{keep_rounds_before, round_problems, RoundContext, RoundRollout, METRICS_FILE};
-use super::summary::{AgentSummary, HeldOut, TrainSummary};
-use crate::checkpoint::{load_checkpoint, save_checkpoint, ExportInfo};
+use super::summary::{pass_rate_change, AgentSummary, HeldOut, TrainSummary};
+use crate::checkpoint::{export_model, load_checkpoint, save_checkpoint, ExportInfo};
 use crate::schedule::LrSchedule;
 use crate::{AgentTrainer, LossConfig, TrainerConfig};
 
@@ -43,10 +44,10 @@ pub struct TrainJob {
 }
 
 /// Runs `job` on the device `job.config.device` names (among the backends compiled in).
-pub fn train_on(job: TrainJob, observer: &mut dyn TrainObserver) -> TrainResult<TrainSummary> {
+pub fn train_on(job: TrainJob, observer: &dyn TrainObserver) -> TrainResult<TrainSummary> {
     struct Task<'a> {
         job: TrainJob,
-        observer: &'a mut dyn TrainObserver,
+        observer: &'a dyn TrainObserver,
     }
     impl BackendTask for Task<'_> {
         type Output = TrainResult<TrainSummary>;
@@ -70,7 +71,7 @@ struct TextSide {
 pub fn train<B: Backend>(
     job: TrainJob,
     device: &B::Device,
-    observer: &mut dyn TrainObserver,
+    observer: &dyn TrainObserver,
 ) -> TrainResult<TrainSummary> {
     let TrainJob {
         config,
@@ -110,23 +111,36 @@ pub fn train<B: Backend>(
     observer.on_event(TrainEvent::Loading {
         agents: models.len(),
     });
-    // The rollout policy takes each update's f32 weights: it is never quantized.
-    let policy = load_team::<B>(&models, engine, &rollout_params, None, device)?.policy;
+    // Merged weights are dense f32 after each update, so the engine's starting weights are
+    // too; with adapters on the fly the engine keeps each base as its checkpoint stores it.
+    let on_the_fly = EngineWeights::<B>::adapters_on_the_fly(&config);
+    let weights = if on_the_fly {
+        TeamWeights::StoredWherePresent
+    } else {
+        TeamWeights::F32
+    };
+    let loaded_team = load_team_as::<B>(&models, engine, &rollout_params, weights, device)?;
+    let policy = loaded_team.policy;
+    let engine_weights = EngineWeights::new(on_the_fly.then_some(loaded_team.models));
     let team = team_of(&models, config.multi_role);
     let mut trainers = Vec::new();
     let mut text = Vec::new();
     for m in &models {
-        let loaded =
-            load_model::<Autodiff<B>>(&m.path, device).map_err(|source| TrainError::Model {
-                path: m.path.clone(),
-                source,
-            })?;
+        let model_error = |source| TrainError::Model {
+            path: m.path.clone(),
+            source,
+        };
+        let mut loaded = load_model::<Autodiff<B>>(&m.path, device).map_err(model_error)?;
+        if config.adapters().is_some() && config.train.frozen_base == FrozenBase::AsStored {
+            keep_stored_blocks(&mut loaded.model, &loaded.source, &loaded.config)
+                .map_err(model_error)?;
+        }
         text.push(TextSide {
             tokenizer: loaded.tokenizer.clone(),
             template: loaded.chat_template.clone(),
             config: loaded.config.clone(),
         });
-        let model = match &config.lora {
+        let model = match config.adapters() {
             Some(lora) => loaded.model.with_adapters(lora),
             None => loaded.model,
         };
@@ -161,9 +175,7 @@ pub fn train<B: Backend>(
                 })?,
             );
             if trainer.step > 0 {
-                let weights = trainer.inference_model().ok_or_else(|| {
-                    TrainError::Stopped(format!("the learner of {} lost its model", models[i].name))
-                })?;
+                let weights = engine_weights.for_engine(i, &models[i].name, trainer)?;
                 trainer.weights_version =
                     policy.update_weights_as(i, weights, trainer.step as u64)?;
             }
@@ -186,7 +198,12 @@ pub fn train<B: Backend>(
     let grow = |round: usize| -> TrainResult<RoundRollout> {
         let problems = round_problems(&train, config.train.problems_per_round, round);
         let started = Instant::now();
-        let runs = rollout(&policy, &team, &problems, &sandbox, &config, round as u64)?;
+        let on_grown = |done: usize, total: usize| {
+            observer.on_event(TrainEvent::TreeGrown { round, done, total });
+        };
+        let runs = rollout(
+            &policy, &team, &problems, &sandbox, &config, round, &on_grown,
+        )?;
         Ok(RoundRollout {
             round,
             runs,
@@ -205,7 +222,17 @@ pub fn train<B: Backend>(
         let mut before_eval = resume_from.is_none().then(|| {
             let (policy, models, held_out) = (&policy, &models, &held_out);
             let (eval_params, sandbox, config) = (&eval_params, &sandbox, &config);
-            scope.spawn(move || evaluate(policy, models, held_out, eval_params, sandbox, config))
+            scope.spawn(move || {
+                evaluate(
+                    policy,
+                    models,
+                    held_out,
+                    eval_params,
+                    sandbox,
+                    config,
+                    observer,
+                )
+            })
         });
         let mut join_before = |before: &mut Vec<HeldOut>| -> TrainResult<()> {
             if let Some(handle) = before_eval.take() {
@@ -260,6 +287,7 @@ pub fn train<B: Backend>(
                 models: &models,
                 team: &team,
                 policy: &policy,
+                engine_weights: &engine_weights,
             };
             let mut write = |line: &serde_json::Value| -> TrainResult<()> {
                 writeln!(metrics_file, "{line}")
@@ -294,12 +322,33 @@ pub fn train<B: Backend>(
         join_before(&mut before)
     })?;
 
+    let trained = checkpoints.latest()?.is_some();
+    // Adapted learners' checkpoints hold only adapters: their merged models are written once.
+    let exported = config.adapters().is_some() && trained;
+    if exported {
+        for (i, m) in models.iter().enumerate() {
+            observer.on_event(TrainEvent::Exporting { agent: &m.name });
+            let export = ExportInfo {
+                config: &text[i].config,
+                tokenizer: text[i].tokenizer.as_ref(),
+                template: text[i].template.as_ref(),
+            };
+            export_model(&exported_model_dir(&config, &m.name), &trainers[i], &export)?;
+        }
+    }
     observer.on_event(TrainEvent::Evaluating {
         agents: models.len(),
         problems: held_out.len(),
     });
-    let after = evaluate(&policy, &models, &held_out, &eval_params, &sandbox, &config)?;
-    let trained = checkpoints.latest()?.is_some();
+    let after = evaluate(
+        &policy,
+        &models,
+        &held_out,
+        &eval_params,
+        &sandbox,
+        &config,
+        observer,
+    )?;
     let summary = TrainSummary {
         algorithm: config.algorithm,
         train_problems: train.len(),
@@ -315,9 +364,14 @@ pub fn train<B: Backend>(
                 left_over_samples: trainers[i].buffered(),
                 pass_rate_before: before[i].pass_rate(),
                 pass_rate_after: after[i].pass_rate(),
-                held_out_before: before[i],
-                held_out_after: after[i],
-                model: if trained {
+                interval_before: before[i].pass_rate_interval(),
+                interval_after: after[i].pass_rate_interval(),
+                change: pass_rate_change(&before[i], &after[i]),
+                held_out_before: before[i].clone(),
+                held_out_after: after[i].clone(),
+                model: if exported {
+                    exported_model_dir(&config, &m.name)
+                } else if trained {
                     checkpoints.latest_agent_dir(&m.name).join("model")
                 } else {
                     m.path.clone()
@@ -333,6 +387,11 @@ pub fn train<B: Backend>(
     std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
     observer.on_event(TrainEvent::Finished { summary: &summary });
     Ok(summary)
+}
+
+/// Where a run with adapters writes agent `agent`'s merged model when it ends.
+fn exported_model_dir(config: &TrainConfig, agent: &str) -> std::path::PathBuf {
+    config.out.join("models").join(agent)
 }
 
 /// Creates the run directory and keeps the config there; a resumed run must have been

@@ -115,6 +115,10 @@ lr = 0.05
 warmup_fraction = 0.0
 kl_beta = 0.0
 max_staleness = 0
+weights = "all"
+
+[shaping]
+dynamic_filtering = false
 
 [engine]
 kv_cache_mb = 64
