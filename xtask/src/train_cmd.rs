@@ -103,6 +103,15 @@ impl Status {
     }
 }
 
+/// A status part counting `done` of `total` under `label`; empty once all are done.
+fn counting(label: &str, done: usize, total: usize) -> String {
+    if done == total {
+        String::new()
+    } else {
+        format!("{label} {done}/{total}")
+    }
+}
+
 /// Shows one event of the run on the progress bar (and stops the process at a kill point
 /// named by `MARS2_KILL_AT`, for the resume tests). Events come from several threads.
 fn show(progress: &ProgressBar, status: &Mutex<Status>, event: TrainEvent<'_>) {
@@ -130,24 +139,12 @@ fn show(progress: &ProgressBar, status: &Mutex<Status>, event: TrainEvent<'_>) {
             if done == total || done % (total / 4).max(1) == 0 {
                 say(format!("held-out answers judged: {done}/{total}"));
             }
-            set(&|s| {
-                s.held_out = if done == total {
-                    String::new()
-                } else {
-                    format!("held-out {done}/{total}")
-                }
-            });
+            set(&|s| s.held_out = counting("held-out", done, total));
         }
         TrainEvent::RoundStarted { .. } => {}
         TrainEvent::TreeGrown { round, done, total } => {
             say(format!("round {round}: tree {done}/{total} grown"));
-            set(&|s| {
-                s.rollout = if done == total {
-                    String::new()
-                } else {
-                    format!("round {round} trees {done}/{total}")
-                }
-            });
+            set(&|s| s.rollout = counting(&format!("round {round} trees"), done, total));
         }
         TrainEvent::RolloutGrown { round, .. } => kill_point("rollout", round),
         TrainEvent::WaitingForEvaluation { .. } => {}
