@@ -12,6 +12,7 @@ use std::str::FromStr;
 use burn::tensor::backend::Backend;
 use burn::tensor::DType;
 
+use crate::device_spec::DeviceSpec;
 use crate::error::{EngineError, Result};
 
 /// The CPU backend: ndarray with f32 elements.
@@ -117,22 +118,30 @@ pub trait BackendTask {
     fn run<B: Backend>(self, device: B::Device) -> Self::Output;
 }
 
-/// Runs `task` on the named device, or explains why that device cannot be used.
-pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
-    match kind {
+/// Runs `task` on the named device (`cuda:1`, or a bare kind for the backend's default
+/// device), or explains why that device cannot be used.
+pub fn run_on<T: BackendTask>(device: impl Into<DeviceSpec>, task: T) -> Result<T::Output> {
+    let spec = device.into();
+    match spec.kind {
         DeviceKind::Cpu => Ok(task.run::<Cpu>(Default::default())),
-        DeviceKind::Wgpu | DeviceKind::WgpuF16 => run_wgpu(kind, task),
-        DeviceKind::Cuda | DeviceKind::CudaF16 | DeviceKind::CudaBf16 => run_cuda(kind, task),
+        DeviceKind::Wgpu | DeviceKind::WgpuF16 => run_wgpu(spec, task),
+        DeviceKind::Cuda | DeviceKind::CudaF16 | DeviceKind::CudaBf16 => run_cuda(spec, task),
     }
 }
 
 #[cfg(feature = "wgpu")]
-fn run_wgpu<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
+fn run_wgpu<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output> {
+    use burn::backend::wgpu::WgpuDevice;
+    let kind = spec.kind;
+    // An index names a discrete GPU; without one wgpu picks its default adapter.
+    let device = spec.index.map_or(WgpuDevice::DefaultDevice, |i| {
+        WgpuDevice::DiscreteGpu(i.into())
+    });
     if kind == DeviceKind::WgpuF16 {
         check_dtype::<WgpuF16>(kind)?;
-        return Ok(task.run::<WgpuF16>(Default::default()));
+        return Ok(task.run::<WgpuF16>(device));
     }
-    Ok(task.run::<Wgpu>(Default::default()))
+    Ok(task.run::<Wgpu>(device))
 }
 
 /// Refuses a backend whose device cannot hold its float type (wgpu without `shader-f16`, a
@@ -151,37 +160,42 @@ fn check_dtype<B: Backend>(kind: DeviceKind) -> Result<()> {
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn run_wgpu<T: BackendTask>(kind: DeviceKind, _task: T) -> Result<T::Output> {
+fn run_wgpu<T: BackendTask>(spec: DeviceSpec, _task: T) -> Result<T::Output> {
     Err(EngineError::NotCompiled {
-        device: kind.to_string(),
+        device: spec.to_string(),
         feature: "wgpu".into(),
     })
 }
 
 #[cfg(feature = "cuda")]
-fn run_cuda<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output> {
+fn run_cuda<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output> {
+    use burn::backend::cuda::CudaDevice;
+    let kind = spec.kind;
     // Creating a CUDA device without a driver panics inside a worker thread; check first.
     cuda_driver_present().map_err(|reason| EngineError::DeviceUnavailable {
-        device: kind.to_string(),
+        device: spec.to_string(),
         reason,
     })?;
+    let device = CudaDevice {
+        index: spec.index.unwrap_or(0).into(),
+    };
     Ok(match kind {
         DeviceKind::CudaF16 => {
             check_dtype::<CudaF16>(kind)?;
-            task.run::<CudaF16>(Default::default())
+            task.run::<CudaF16>(device)
         }
         DeviceKind::CudaBf16 => {
             check_dtype::<CudaBf16>(kind)?;
-            task.run::<CudaBf16>(Default::default())
+            task.run::<CudaBf16>(device)
         }
-        _ => task.run::<Cuda>(Default::default()),
+        _ => task.run::<Cuda>(device),
     })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<T: BackendTask>(kind: DeviceKind, _task: T) -> Result<T::Output> {
+fn run_cuda<T: BackendTask>(spec: DeviceSpec, _task: T) -> Result<T::Output> {
     Err(EngineError::NotCompiled {
-        device: kind.to_string(),
+        device: spec.to_string(),
         feature: "cuda".into(),
     })
 }

@@ -10,6 +10,8 @@ pub enum EngineError {
         "device {device} is not compiled into this build: rebuild with `--features {feature}`"
     )]
     NotCompiled { device: String, feature: String },
+    #[error("devices {first} and {other} are of different kinds: peers of one process share one backend")]
+    MixedDevices { first: String, other: String },
     #[error("device {device} is unavailable: {reason}")]
     DeviceUnavailable { device: String, reason: String },
     #[error(transparent)]

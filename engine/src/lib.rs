@@ -22,6 +22,7 @@
 pub mod dense_cache;
 pub mod device;
 pub mod device_sampling;
+pub mod device_spec;
 pub mod engine;
 pub mod error;
 pub mod generate;
@@ -32,6 +33,7 @@ pub mod scheduler;
 
 pub use dense_cache::DenseKvCache;
 pub use device::{run_on, BackendTask, DeviceKind};
+pub use device_spec::{DeviceList, DeviceSpec};
 pub use engine::{Engine, RequestHandle};
 pub use error::{EngineError, Result};
 pub use generate::{generate, prompt_logits, FinishReason, GenerationOutput, GenerationRequest};

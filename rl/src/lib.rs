@@ -15,6 +15,7 @@
 //! - [`gvendi`]: G-Vendi, the diversity of solutions in a proxy model's gradient space.
 //! - [`training`]: the whole training loop as a function ([`training::train`]): rounds of
 //!   rollout and updates, held-out evaluation, checkpoints and resume, events for progress.
+//! - [`parallel`]: data-parallel learners on burn-collective (devices and nodes).
 //! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
 //!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
 
@@ -23,6 +24,7 @@ pub mod grad_norm;
 pub mod gvendi;
 pub mod logprobs;
 pub mod loss;
+pub mod parallel;
 pub mod reward_model;
 pub mod samples;
 pub mod schedule;

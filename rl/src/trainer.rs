@@ -2,7 +2,9 @@
 //! and sample buffer. An update takes `train_batch` samples from the front of the buffer
 //! (left-overs wait for the next update), runs forward/backward one sequence at a time
 //! (gradient accumulation), clips the global gradient norm and steps the optimizer with the
-//! scheduled learning rate.
+//! scheduled learning rate. A learner given a [`PeerGroup`] is one of several data-parallel
+//! peers: each takes a contiguous share of the batch and the shares' gradients are summed over
+//! the run before every replica takes the same step.
 
 use std::collections::VecDeque;
 
@@ -13,9 +15,16 @@ use burn::tensor::backend::AutodiffBackend;
 use mars2_models::Transformer;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+
 use crate::grad_norm::clip_global_norm;
 use crate::logprobs::response_logprobs_at;
 use crate::loss::{sequence_loss, LossConfig, LossKind, SequenceTerms};
+use crate::parallel::flat_grads::{flatten, unflatten};
+use crate::parallel::{ParallelError, PeerGroup};
 use crate::samples::TrainSample;
 use crate::schedule::LrSchedule;
 
@@ -96,6 +105,10 @@ pub struct AgentTrainer<B: AutodiffBackend> {
     pub weights_version: u64,
     buffer: VecDeque<TrainSample>,
     device: B::Device,
+    /// The data-parallel group this learner belongs to, if any.
+    peers: Option<Arc<PeerGroup<B::InnerBackend>>>,
+    /// Replicas on the group's other local devices (made at the first update).
+    replicas: Vec<Replica<B>>,
 }
 
 impl<B: AutodiffBackend> AgentTrainer<B> {
@@ -114,6 +127,8 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
             weights_version: 0,
             buffer: VecDeque::new(),
             device,
+            peers: None,
+            replicas: Vec::new(),
         }
     }
 
@@ -163,83 +178,333 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         self.optimizer = self.optimizer.clone().load_record(optimizer);
         self.step = step;
         self.buffer = pending.into();
+        // Replicas are made again from the restored weights and moments.
+        self.replicas.clear();
     }
 
-    /// One update from the first `train_batch` buffered samples; `None` when the buffer
-    /// does not hold a batch.
-    pub fn train_step(&mut self) -> Option<StepMetrics> {
+    /// Makes this learner one of the data-parallel peers of `peers`: a replica on each of the
+    /// group's local devices (the first being this learner's own), each computing the
+    /// gradients of its share of every batch; the shares' gradients are summed over the
+    /// whole run before the (identical) AdamW step of every replica.
+    pub fn with_peers(mut self, peers: Arc<PeerGroup<B::InnerBackend>>) -> Self {
+        self.peers = Some(peers);
+        self.replicas.clear();
+        self
+    }
+
+    /// One update from the first `train_batch` buffered samples; `Ok(None)` when the buffer
+    /// does not hold a batch. Errors come only from peers (one stopped or timed out).
+    pub fn train_step(&mut self) -> Result<Option<StepMetrics>, ParallelError> {
         if !self.ready() {
-            return None;
+            return Ok(None);
         }
         let started = std::time::Instant::now();
         let batch: Vec<TrainSample> = self
             .buffer
             .drain(..self.config.train_batch.max(1))
             .collect();
-        let model = self.model.take()?;
+        let Some(model) = self.model.take() else {
+            return Ok(None);
+        };
         let n = batch.len() as f64;
         let batch_tokens: usize = batch.iter().map(|s| s.response.len()).sum();
-        let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let mut m = StepMetrics {
             step: self.step,
             samples: batch.len(),
             tokens: batch_tokens,
+            lr: self.config.schedule.at(self.step),
             ..StepMetrics::default()
         };
-        let temperature = self.config.temperature;
         for sample in &batch {
-            let logp = response_logprobs_at(
-                &model,
-                &sample.prompt,
-                &sample.response,
-                temperature,
-                &self.device,
-            );
-            let old: Vec<f32> = logp.to_data().iter::<f32>().collect();
-            let reference: Option<Vec<f32>> = self.reference.as_ref().map(|r| {
-                response_logprobs_at(
-                    r,
-                    &sample.prompt,
-                    &sample.response,
-                    temperature,
-                    &self.device,
-                )
-                .to_data()
-                .iter::<f32>()
-                .collect()
-            });
-            let terms = SequenceTerms {
-                rollout: &sample.rollout_logprobs,
-                old: &old,
-                reference: reference.as_deref(),
-                advantage: sample.advantage,
-                batch_tokens,
-            };
-            let (loss, stats) = sequence_loss(logp, &terms, &self.config.loss);
-            // GSPO averages sequences; GRPO's loss is already normalised by the batch's tokens.
-            let scale = match self.config.loss.kind {
-                LossKind::Gspo => 1.0 / n,
-                LossKind::Grpo => 1.0,
-            };
-            let grads = (loss * scale).backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-            m.loss += stats.loss * scale;
-            m.kl += stats.kl / n;
-            m.ratio += stats.ratio / n;
-            m.clipped += stats.clipped / n;
-            m.vetoed += stats.vetoed as usize;
             m.mean_reward += sample.reward / n;
             m.mean_advantage += sample.advantage / n;
             let staleness = self.weights_version.saturating_sub(sample.weights_version);
             m.staleness_mean += staleness as f64 / n;
             m.staleness_max = m.staleness_max.max(staleness);
         }
-        let mut grads = accumulator.grads();
-        m.grad_norm = clip_global_norm::<B, _>(&model, &mut grads, self.config.grad_clip);
-        m.lr = self.config.schedule.at(self.step);
-        self.model = Some(self.optimizer.step(m.lr, model, grads));
+        let batch = Batch {
+            samples: &batch,
+            n,
+            tokens: batch_tokens,
+        };
+        let (totals, grad_norm) = match self.peers.clone() {
+            None => {
+                let (grads, totals) = share_gradients(
+                    &model,
+                    self.reference.as_ref(),
+                    batch.samples,
+                    &batch,
+                    &self.config,
+                    &self.device,
+                );
+                let mut grads = grads;
+                let norm = clip_global_norm::<B, _>(&model, &mut grads, self.config.grad_clip);
+                self.model = Some(self.optimizer.step(m.lr, model, grads));
+                (totals, norm)
+            }
+            Some(peers) => self.parallel_step(&peers, model, &batch, m.lr)?,
+        };
+        m.loss = totals.loss;
+        m.kl = totals.kl;
+        m.ratio = totals.ratio;
+        m.clipped = totals.clipped;
+        m.vetoed = totals.vetoed.round() as usize;
+        m.grad_norm = grad_norm;
         self.step += 1;
         m.seconds = started.elapsed().as_secs_f64();
-        Some(m)
+        Ok(Some(m))
     }
+
+    /// The data-parallel update: every local peer (a thread each) takes its share of the
+    /// batch, the flat gradients and the share totals are summed over the run, and every
+    /// replica steps its own optimizer with the same gradients.
+    fn parallel_step(
+        &mut self,
+        peers: &PeerGroup<B::InnerBackend>,
+        model: Transformer<B>,
+        batch: &Batch<'_>,
+        lr: f64,
+    ) -> Result<(ShareTotals, f64), ParallelError> {
+        let devices = peers.devices().to_vec();
+        if self.replicas.len() + 1 != devices.len() {
+            self.replicas = devices[1..]
+                .iter()
+                .map(|device| Replica {
+                    model: Some(model.clone().fork(device)),
+                    reference: self.reference.as_ref().map(|r| r.clone().fork(device)),
+                    optimizer: self.optimizer.clone(),
+                })
+                .collect();
+        }
+        let shares = share_ranges(batch.samples.len(), peers.world());
+        let config = &self.config;
+        let mut slots = vec![PeerSlot {
+            model,
+            reference: self.reference.as_ref(),
+            optimizer: &mut self.optimizer,
+        }];
+        for replica in self.replicas.iter_mut() {
+            let Some(model) = replica.model.take() else {
+                return Err(ParallelError::PeerStopped {
+                    peer: peers.peer(slots.len()),
+                    message: "its replica was lost in an earlier failed update".into(),
+                });
+            };
+            slots.push(PeerSlot {
+                model,
+                reference: replica.reference.as_ref(),
+                optimizer: &mut replica.optimizer,
+            });
+        }
+        let results: Vec<Result<PeerUpdate<B>, ParallelError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = slots
+                .into_iter()
+                .enumerate()
+                .map(|(local, slot)| {
+                    let share = &batch.samples[shares[peers.peer(local)].clone()];
+                    let device = &devices[local];
+                    scope.spawn(move || {
+                        let (grads, totals) = share_gradients(
+                            &slot.model,
+                            slot.reference,
+                            share,
+                            batch,
+                            config,
+                            device,
+                        );
+                        let result = sum_and_step(peers, local, slot, grads, totals, config, lr);
+                        if result.is_err() {
+                            peers.mark_failed();
+                        }
+                        result
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(local, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        peers.mark_failed();
+                        Err(ParallelError::PeerStopped {
+                            peer: peers.peer(local),
+                            message: "its update thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut first = None;
+        for (local, result) in results.into_iter().enumerate() {
+            let update = result?;
+            match local {
+                0 => first = Some(update),
+                _ => self.replicas[local - 1].model = Some(update.model),
+            }
+        }
+        let update = first.ok_or_else(|| ParallelError::PeerStopped {
+            peer: peers.peer(0),
+            message: "no update came back".into(),
+        })?;
+        self.model = Some(update.model);
+        Ok((update.totals, update.grad_norm))
+    }
+}
+
+/// What one local peer works with during an update.
+struct PeerSlot<'a, B: AutodiffBackend> {
+    model: Transformer<B>,
+    reference: Option<&'a Transformer<B::InnerBackend>>,
+    optimizer: &'a mut Adam<B>,
+}
+
+/// One local peer's part of an update, done: its stepped model and the run's totals.
+struct PeerUpdate<B: AutodiffBackend> {
+    model: Transformer<B>,
+    totals: ShareTotals,
+    grad_norm: f64,
+}
+
+/// One replica of a learner on another local device.
+struct Replica<B: AutodiffBackend> {
+    /// `None` only while an update has it.
+    model: Option<Transformer<B>>,
+    reference: Option<Transformer<B::InnerBackend>>,
+    optimizer: Adam<B>,
+}
+
+/// The batch of one update, as every share sees it.
+struct Batch<'a> {
+    samples: &'a [TrainSample],
+    n: f64,
+    tokens: usize,
+}
+
+/// The additive statistics of a share (summed over peers).
+#[derive(Debug, Clone, Copy, Default)]
+struct ShareTotals {
+    loss: f64,
+    kl: f64,
+    ratio: f64,
+    clipped: f64,
+    vetoed: f64,
+}
+
+/// Contiguous shares of `len` samples for `world` peers, sizes differing by at most one (the
+/// first peers take the extra ones; peers beyond `len` get empty shares).
+pub fn share_ranges(len: usize, world: usize) -> Vec<std::ops::Range<usize>> {
+    let world = world.max(1);
+    let (base, extra) = (len / world, len % world);
+    let mut start = 0;
+    (0..world)
+        .map(|p| {
+            let size = base + usize::from(p < extra);
+            let range = start..start + size;
+            start += size;
+            range
+        })
+        .collect()
+}
+
+/// Forward and backward of each sample of `share` (one at a time, gradients accumulated),
+/// each loss scaled as the whole batch's would be.
+fn share_gradients<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    reference: Option<&Transformer<B::InnerBackend>>,
+    share: &[TrainSample],
+    batch: &Batch<'_>,
+    config: &TrainerConfig,
+    device: &B::Device,
+) -> (GradientsParams, ShareTotals) {
+    let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
+    let mut t = ShareTotals::default();
+    let (n, temperature) = (batch.n, config.temperature);
+    for sample in share {
+        let logp =
+            response_logprobs_at(model, &sample.prompt, &sample.response, temperature, device);
+        let old: Vec<f32> = logp.to_data().iter::<f32>().collect();
+        let reference: Option<Vec<f32>> = reference.map(|r| {
+            response_logprobs_at(r, &sample.prompt, &sample.response, temperature, device)
+                .to_data()
+                .iter::<f32>()
+                .collect()
+        });
+        let terms = SequenceTerms {
+            rollout: &sample.rollout_logprobs,
+            old: &old,
+            reference: reference.as_deref(),
+            advantage: sample.advantage,
+            batch_tokens: batch.tokens,
+        };
+        let (loss, stats) = sequence_loss(logp, &terms, &config.loss);
+        // GSPO averages sequences; GRPO's loss is already normalised by the batch's tokens.
+        let scale = match config.loss.kind {
+            LossKind::Gspo => 1.0 / n,
+            LossKind::Grpo => 1.0,
+        };
+        let grads = (loss * scale).backward();
+        accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
+        t.loss += stats.loss * scale;
+        t.kl += stats.kl / n;
+        t.ratio += stats.ratio / n;
+        t.clipped += stats.clipped / n;
+        t.vetoed += f64::from(u8::from(stats.vetoed));
+    }
+    (accumulator.grads(), t)
+}
+
+/// One peer's part of a data-parallel update after its backward passes: sum gradients and
+/// totals over the run, clip, step.
+fn sum_and_step<B: AutodiffBackend>(
+    peers: &PeerGroup<B::InnerBackend>,
+    local: usize,
+    slot: PeerSlot<'_, B>,
+    grads: GradientsParams,
+    totals: ShareTotals,
+    config: &TrainerConfig,
+    lr: f64,
+) -> Result<PeerUpdate<B>, ParallelError> {
+    let PeerSlot {
+        model, optimizer, ..
+    } = slot;
+    let device = peers.devices()[local].clone();
+    let stats = [
+        totals.loss,
+        totals.kl,
+        totals.ratio,
+        totals.clipped,
+        totals.vetoed,
+    ];
+    let stats = Tensor::<B::InnerBackend, 1>::from_data(
+        TensorData::new(stats.map(|v| v as f32).to_vec(), [stats.len()]),
+        &device,
+    );
+    let stats: Vec<f32> = peers
+        .all_reduce_sum(local, stats)?
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    let get = |i: usize| stats.get(i).copied().unwrap_or(0.0) as f64;
+    let totals = ShareTotals {
+        loss: get(0),
+        kl: get(1),
+        ratio: get(2),
+        clipped: get(3),
+        vetoed: get(4),
+    };
+    let Some(flat) = flatten::<B, _>(&model, grads) else {
+        return Ok(PeerUpdate {
+            model,
+            totals,
+            grad_norm: 0.0,
+        });
+    };
+    let summed = peers.all_reduce_sum(local, flat)?;
+    let mut grads = unflatten::<B, _>(&model, &summed);
+    let grad_norm = clip_global_norm::<B, _>(&model, &mut grads, config.grad_clip);
+    Ok(PeerUpdate {
+        model: optimizer.step(lr, model, grads),
+        totals,
+        grad_norm,
+    })
 }

@@ -11,11 +11,14 @@ use burn::backend::NdArray;
 use burn::module::Param;
 use mars2_engine::DeviceKind;
 use mars2_models::{load_model, save_hf_checkpoint, save_word_level_model, LoraConfig, LoraTarget};
+use mars2_rl::parallel::{NodeSettings, Parallel};
 use mars2_rl::training::{
     train, AgentModel, Algorithm, TrainConfig, TrainEvent, TrainJob, TrainedWeights,
 };
 use mars2_sandbox::{Dataset, Problem, Sandbox, TestCase};
 use serde_json::Value;
+
+mod support;
 
 type Cpu = NdArray<f32>;
 
@@ -57,7 +60,7 @@ fn config(out: &std::path::Path, model: &std::path::Path) -> TrainConfig {
     let mut c = TrainConfig {
         algorithm: Algorithm::Mars2,
         agents: vec![model.display().to_string()],
-        device: DeviceKind::Cpu,
+        device: DeviceKind::Cpu.into(),
         seed: 1,
         out: out.to_path_buf(),
         ..TrainConfig::default()
@@ -108,6 +111,7 @@ fn rollout_pass_rates(out: &std::path::Path) -> Vec<f64> {
 fn trains_and_learns(
     weight_scale: f32,
     adapted: bool,
+    parallel: Parallel,
     config: impl FnOnce(&std::path::Path, &std::path::Path) -> TrainConfig,
 ) {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -128,6 +132,7 @@ fn trains_and_learns(
         held_out: vec![problem()],
         sandbox: Sandbox::with_defaults().expect("sandbox"),
         resume: false,
+        parallel,
     };
     let updates = AtomicUsize::new(0);
     let committed = Mutex::new(Vec::new());
@@ -211,14 +216,154 @@ fn scale_weights(dir: &std::path::Path, scale: f32) {
 
 #[test]
 fn the_training_loop_raises_the_pass_rate() {
-    trains_and_learns(1.0, false, config);
+    trains_and_learns(1.0, false, Parallel::default(), config);
 }
 
 /// The same with low-rank adapters on the frozen model: only the adapters learn, the KL
 /// reference is the model with them off, and the exported checkpoint has them merged.
 #[test]
 fn the_training_loop_raises_the_pass_rate_with_adapters_alone() {
-    trains_and_learns(7.0, true, |out, model| {
+    trains_and_learns(7.0, true, Parallel::default(), adapted_config);
+}
+
+/// The loop with data-parallel peers matches the loop with one: two CPU peers in this
+/// process, and two processes over loopback (this binary started again as node 1, which grows
+/// every other tree and writes nothing), each half of every update's samples on a peer. Every
+/// update's loss, KL, gradient norm and learning rate agree with the single peer's within
+/// 1e-5 (the halves' gradients are summed in another order).
+#[test]
+fn the_loop_on_two_peers_and_on_two_processes_matches_one_peer() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let model = tiny_adder(dir.path());
+    let single = loop_metrics(&model, &dir.path().join("one"), Parallel::default());
+    assert!(single.len() >= 2, "{} updates", single.len());
+    let two_peers = Parallel {
+        local_devices: Some("cpu,cpu".parse().expect("a device list")),
+        ..Parallel::default()
+    };
+    let local = loop_metrics(&model, &dir.path().join("two"), two_peers);
+    assert_same_updates(&local, &single);
+
+    let ports = support::free_ports();
+    let out = dir.path().join("nodes");
+    let mut node1 = std::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args(["loop_node", "--exact", "--ignored", "--quiet"])
+        .env(
+            "MARS2_TEST_LOOP_NODE",
+            format!(
+                "{}|{}|{},{},{}",
+                model.display(),
+                out.display(),
+                ports[0],
+                ports[1],
+                ports[2]
+            ),
+        )
+        .spawn()
+        .expect("node 1 starts");
+    let nodes = loop_metrics(&model, &out, two_nodes(&ports, 0));
+    assert!(
+        node1.wait().expect("node 1 ends").success(),
+        "node 1 failed"
+    );
+    assert_same_updates(&nodes, &single);
+}
+
+#[test]
+#[ignore = "node 1 of the_loop_on_two_peers_and_on_two_processes_matches_one_peer, started by it"]
+fn loop_node() {
+    let setting = std::env::var("MARS2_TEST_LOOP_NODE").expect("run by the two-process test");
+    let parts: Vec<&str> = setting.split('|').collect();
+    let ports: Vec<u16> = parts[2]
+        .split(',')
+        .map(|p| p.parse().expect("a port"))
+        .collect();
+    let (model, out) = (
+        std::path::Path::new(parts[0]),
+        std::path::Path::new(parts[1]),
+    );
+    // Node 1 trains too but writes no files: node 0 does.
+    assert!(loop_metrics(model, out, two_nodes(&ports, 1)).is_empty());
+}
+
+fn two_nodes(ports: &[u16], node_id: u32) -> Parallel {
+    let address = |port: u16| format!("127.0.0.1:{port}");
+    Parallel {
+        local_devices: None,
+        nodes: Some(
+            NodeSettings::new(
+                2,
+                node_id,
+                address(ports[0]),
+                address(ports[1 + node_id as usize]),
+            )
+            .expect("node settings"),
+        ),
+        timeout: Some(std::time::Duration::from_secs(300)),
+    }
+}
+
+/// The tiny adder model, scaled as the adapter test scales it, in `dir`.
+fn tiny_adder(dir: &std::path::Path) -> std::path::PathBuf {
+    let model = dir.join("tiny-adder");
+    save_word_level_model::<Cpu>(&model, &programs(), 16, &Default::default())
+        .expect("model written");
+    scale_weights(&model, 7.0);
+    model
+}
+
+/// Three rounds of two trees on the tiny adder with adapters and `parallel`; the update
+/// lines of `metrics.jsonl` (none when this process does not write the run's files).
+fn loop_metrics(model: &std::path::Path, out: &std::path::Path, parallel: Parallel) -> Vec<Value> {
+    let mut config = adapted_config(out, model);
+    config.train.rounds = 3;
+    config.train.problems_per_round = 2;
+    let writes = parallel.writes_files();
+    let job = TrainJob {
+        config,
+        agents: vec![AgentModel {
+            name: "tiny-adder".into(),
+            path: model.to_path_buf(),
+        }],
+        train: vec![problem()],
+        held_out: vec![problem()],
+        sandbox: Sandbox::with_defaults().expect("sandbox"),
+        resume: false,
+        parallel,
+    };
+    train::<Cpu>(job, &Default::default(), &|_: TrainEvent<'_>| {}).expect("the run finishes");
+    if !writes {
+        // The nodes share the run directory here, as on a shared filesystem: node 0 writes it.
+        return Vec::new();
+    }
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .expect("metrics written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn assert_same_updates(got: &[Value], want: &[Value]) {
+    assert_eq!(got.len(), want.len(), "updates");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g["round"], w["round"]);
+        assert_eq!(g["rollout_samples"], w["rollout_samples"]);
+        for key in ["loss", "kl", "grad_norm", "lr", "mean_advantage"] {
+            let (a, b) = (
+                g["metrics"][key].as_f64().expect("a number"),
+                w["metrics"][key].as_f64().expect("a number"),
+            );
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs())),
+                "round {} {key}: {a} against {b}",
+                g["round"]
+            );
+        }
+    }
+}
+
+fn adapted_config(out: &std::path::Path, model: &std::path::Path) -> TrainConfig {
+    {
         let mut c = config(out, model);
         c.train.weights = TrainedWeights::Adapters;
         c.lora = LoraConfig {
@@ -228,5 +373,5 @@ fn the_training_loop_raises_the_pass_rate_with_adapters_alone() {
             seed: 0,
         };
         c
-    });
+    }
 }

@@ -101,13 +101,15 @@ fn an_adapted_learner_checkpoints_its_adapters_alone_and_resumes_exactly() {
 fn resumes_exactly(trainer: fn() -> AgentTrainer<Train>) -> tempfile::TempDir {
     let mut whole = trainer();
     whole.push(samples());
-    let expected: Vec<_> = (0..3).map(|_| whole.train_step().unwrap()).collect();
+    let expected: Vec<_> = (0..3)
+        .map(|_| whole.train_step().unwrap().unwrap())
+        .collect();
 
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("agent");
     let mut first = trainer();
     first.push(samples());
-    let step0 = first.train_step().unwrap();
+    let step0 = first.train_step().unwrap().unwrap();
     let cfg = config();
     let export = ExportInfo {
         config: &cfg,
@@ -124,7 +126,9 @@ fn resumes_exactly(trainer: fn() -> AgentTrainer<Train>) -> tempfile::TempDir {
     // The four samples the first update left over came back with the checkpoint.
     let pending: Vec<TrainSample> = resumed.pending().cloned().collect();
     assert_eq!(pending, samples()[2..].to_vec());
-    let rest: Vec<_> = (0..2).map(|_| resumed.train_step().unwrap()).collect();
+    let rest: Vec<_> = (0..2)
+        .map(|_| resumed.train_step().unwrap().unwrap())
+        .collect();
 
     let strip = |m: &mars2_rl::StepMetrics| (m.step, m.loss, m.kl, m.grad_norm, m.lr, m.ratio);
     assert_eq!(strip(&step0), strip(&expected[0]));

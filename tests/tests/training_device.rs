@@ -108,7 +108,10 @@ fn one_update<B: Backend>(device: &B::Device) -> Update {
         prompt_logits(&loaded.model.valid(), &loaded.config, &prompt, device).expect("logits");
     let mut trainer = AgentTrainer::new(loaded.model, config, device.clone());
     trainer.push(samples);
-    let metrics = trainer.train_step().expect("a full batch");
+    let metrics = trainer
+        .train_step()
+        .expect("no peers to fail")
+        .expect("a full batch");
     let model = trainer.inference_model().expect("the trained model");
     let logits_after = prompt_logits(&model, &loaded.config, &prompt, device).expect("logits");
     Update {

@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// the base kept in blocks, in the same run.
     #[arg(long, value_name = "RANK")]
     pub lora: Option<usize>,
+    /// train-step: data-parallel peers (`--devices cpu,cpu`, or `--nodes` … for several
+    /// processes), the batch split between them; the all-reduce time per step is printed.
+    #[command(flatten)]
+    pub parallel: crate::parallel_args::ParallelArgs,
     /// vs-llama-cpp: threads on both sides.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -124,6 +128,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     ),
                 },
                 json: args.json,
+                parallel: args.parallel.parallel()?,
             })
         }
         "vs-llama-cpp" => {

@@ -4,7 +4,8 @@
 //! `benches/python/torch_gspo_step.py` times the same update in PyTorch for comparison. With
 //! `--lora RANK` the update trains low-rank adapters on the frozen model (kept in a block
 //! format with `--quantize FORMAT`); the peak resident memory of the update is printed beside
-//! the time.
+//! the time. With `--devices cpu,cpu` the update is data-parallel over those peers, and the time
+//! spent in all-reduces is printed.
 
 use std::time::Instant;
 
@@ -12,9 +13,12 @@ use anyhow::{bail, Result};
 use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
+use std::sync::Arc;
+
 use mars2_engine::{run_on, BackendTask, DeviceKind};
 use mars2_models::{LoraConfig, QuantFormat, Transformer};
 use mars2_rl::logprobs::response_logprobs_at;
+use mars2_rl::parallel::{Parallel, PeerGroup};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, TrainSample, TrainerConfig};
 use serde_json::json;
@@ -36,6 +40,8 @@ pub struct TrainStepBench {
     /// With adapters: the frozen base kept in this block format (f32 when `None`).
     pub frozen_base: Option<QuantFormat>,
     pub json: bool,
+    /// Data-parallel peers (one replica per device, other nodes).
+    pub parallel: Parallel,
 }
 
 impl BackendTask for TrainStepBench {
@@ -119,17 +125,30 @@ impl BackendTask for TrainStepBench {
             temperature,
         };
         let mut trainer = AgentTrainer::new(model, trainer_config, device.clone());
+        let peers = if self.parallel.is_distributed() {
+            let devices = match &self.parallel.local_devices {
+                Some(list) => list.devices_of::<B>(&device),
+                None => vec![device.clone()],
+            };
+            let group = Arc::new(PeerGroup::<B>::start(&self.parallel, devices)?);
+            trainer = trainer.with_peers(group.clone());
+            Some(group)
+        } else {
+            None
+        };
+        let peer_count = peers.as_ref().map_or(1, |p| p.world());
         // The peak from here on: the update's, with the model resident (making a random model
         // and quantizing it pass through f32 copies a loaded checkpoint never has).
         reset_peak_resident();
         // Warm-up (kernel compilation and autotuning on GPU backends).
         trainer.push(samples.clone());
-        trainer.train_step();
+        trainer.train_step()?;
         let mut seconds = Vec::new();
+        let exchanges_before = peers.as_ref().map(|p| p.exchange_time());
         for step in 0..self.steps {
             trainer.push(samples.clone());
             let started = Instant::now();
-            let metrics = trainer.train_step();
+            let metrics = trainer.train_step()?;
             let _ = B::sync(&device);
             let elapsed = started.elapsed().as_secs_f64();
             eprintln!(
@@ -143,6 +162,17 @@ impl BackendTask for TrainStepBench {
         }
         seconds.sort_by(f64::total_cmp);
         let median = seconds[seconds.len() / 2];
+        // Seconds per step that peer 0 spent in all-reduces (waiting for the others included).
+        let exchange = peers
+            .as_ref()
+            .zip(exchanges_before)
+            .map(|(p, (count0, time0))| {
+                let (count, time) = p.exchange_time();
+                (
+                    (count - count0) as f64 / self.steps as f64,
+                    (time - time0).as_secs_f64() / self.steps as f64,
+                )
+            });
         let peak = peak_resident_bytes();
         let tokens = self.sequences * (self.prompt_tokens + self.response_tokens);
         let result = json!({
@@ -154,6 +184,10 @@ impl BackendTask for TrainStepBench {
             "base_parameters": base_parameters,
             "trained_parameters": trained_parameters, "peak_resident_bytes": peak,
             "peak_bytes_per_base_parameter": peak.map(|p| p as f64 / base_parameters as f64),
+            "peers": peer_count,
+            "all_reduces_per_step": exchange.map(|e| e.0),
+            "all_reduce_seconds_per_step": exchange.map(|e| e.1),
+            "gradient_bytes": trained_parameters * 4,
         });
         if self.json {
             println!("{result}");
@@ -183,6 +217,14 @@ impl BackendTask for TrainStepBench {
                     p as f64 / base_parameters as f64
                 )),
             );
+            if let Some((count, time)) = exchange {
+                println!(
+                    "{peer_count} peers: {count:.0} all-reduces per step, {:.1} ms per step in \
+                     them ({:.1} MB of gradients each step)",
+                    time * 1e3,
+                    (trained_parameters * 4) as f64 / 1e6
+                );
+            }
         }
         Ok(())
     }
@@ -208,6 +250,9 @@ pub fn run(bench: TrainStepBench) -> Result<()> {
     if bench.steps == 0 {
         bail!("--steps must be positive");
     }
-    let device = bench.device;
+    let device = match &bench.parallel.local_devices {
+        Some(list) => list.first(),
+        None => bench.device.into(),
+    };
     run_on(device, bench)?
 }

@@ -15,6 +15,7 @@ mod judging;
 mod kill_point;
 mod logits_cmd;
 mod model_task;
+mod parallel_args;
 mod plot_cmd;
 mod plots;
 mod rm_cmd;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use mars2_engine::DeviceSpec;
 use mars2_rl::training::{train_on, TrainConfig, TrainEvent, TrainJob, TrainSummary};
 use mars2_sandbox::{SandboxConfig, Split};
 use mars2_search::intervals::Interval;
@@ -16,6 +17,7 @@ use mars2_search::intervals::Interval;
 use crate::benchmark::{load_benchmark, Benchmark};
 use crate::judging::start_sandbox;
 use crate::kill_point::kill_point;
+use crate::parallel_args::ParallelArgs;
 use crate::plots::write_training_plots;
 use crate::team::resolve_models;
 
@@ -36,6 +38,12 @@ pub struct TrainArgs {
     /// false` accepts weaker isolation with a warning.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub require_isolation: bool,
+    /// The device to run on, with an optional index (`cpu`, `cuda:1`, `wgpu:0`); overrides
+    /// the config's `device`.
+    #[arg(long, conflicts_with = "devices")]
+    pub device: Option<DeviceSpec>,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -43,8 +51,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(path) => TrainConfig::from_file(path)?,
         None => TrainConfig::default(),
     };
-    if let Some(out) = args.out {
-        config.out = out;
+    if let Some(out) = &args.out {
+        config.out = out.clone();
+    }
+    if let Some(device) = args.device {
+        config.device = device;
+    }
+    let parallel = args.parallel.parallel()?;
+    if let Some(devices) = &parallel.local_devices {
+        config.device = devices.first();
     }
     config.validate()?;
     let sandbox = start_sandbox(SandboxConfig::default(), args.require_isolation)?;
@@ -57,8 +72,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         sandbox,
         resume: args.resume,
         config: config.clone(),
+        parallel: parallel.clone(),
     };
-    eprintln!("training on {}", config.device);
+    match (&parallel.local_devices, &parallel.nodes) {
+        (_, Some(nodes)) => eprintln!(
+            "training on {} as node {} of {} ({} peers in all)",
+            parallel
+                .local_devices
+                .as_ref()
+                .map_or(config.device.to_string(), ToString::to_string),
+            nodes.node_id,
+            nodes.nodes,
+            parallel.world()
+        ),
+        (Some(devices), None) => eprintln!("training on {devices} ({} peers)", devices.len()),
+        (None, None) => eprintln!("training on {}", config.device),
+    }
     let progress = ProgressBar::new(config.train.rounds as u64);
     progress.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] round {pos}/{len} · {msg}")

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mars2_engine::DeviceKind;
+use mars2_engine::{DeviceKind, DeviceSpec};
 use mars2_models::LoraConfig;
 use mars2_search::config::{AgentChoice, ContextMode};
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ pub struct TrainConfig {
     /// One model in two roles (generator and refiner) with their own prompts and arms.
     pub multi_role: bool,
     /// Where the models run and learn (training needs an f32 device).
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
     pub seed: u64,
     /// Run directory.
     pub out: PathBuf,
@@ -191,7 +191,7 @@ impl Default for TrainConfig {
                 "smollm2-135m-instruct".into(),
             ],
             multi_role: false,
-            device: DeviceKind::Cpu,
+            device: DeviceKind::Cpu.into(),
             seed: 0,
             out: PathBuf::from("runs/train"),
             data: DataConfig::default(),
@@ -316,7 +316,7 @@ impl TrainConfig {
 
     /// Checks settings that each parse alone but do not make a run together.
     pub fn validate(&self) -> TrainResult<()> {
-        require_f32_training(self.device)?;
+        require_f32_training(self.device.kind)?;
         if self.agents.is_empty() {
             return Err(invalid("agents: name at least one model"));
         }
@@ -338,7 +338,8 @@ impl TrainConfig {
         }
         if let Some(lora) = self.adapters() {
             lora.check().map_err(invalid)?;
-            if self.train.frozen_base == FrozenBase::AsStored && self.device != DeviceKind::Cpu {
+            if self.train.frozen_base == FrozenBase::AsStored && self.device.kind != DeviceKind::Cpu
+            {
                 return Err(invalid(format!(
                     "train.frozen_base = \"as_stored\" keeps the learners' frozen weights in \
                      GGUF blocks, which trains on the cpu device only; on {} set \
@@ -430,7 +431,7 @@ mod tests {
         let err = toml::from_str::<TrainConfig>("[train]\nlearning_rate = 1.0").unwrap_err();
         assert!(err.to_string().contains("learning_rate"));
         let half = TrainConfig {
-            device: DeviceKind::CudaBf16,
+            device: DeviceKind::CudaBf16.into(),
             ..TrainConfig::default()
         };
         let err = half.validate().unwrap_err().to_string();
@@ -469,7 +470,7 @@ mod tests {
         let err = zero.validate().unwrap_err().to_string();
         assert!(err.contains("lora.rank"), "{err}");
         let mut gpu = TrainConfig {
-            device: DeviceKind::Cuda,
+            device: DeviceKind::Cuda.into(),
             ..TrainConfig::default()
         };
         let err = gpu.validate().unwrap_err().to_string();

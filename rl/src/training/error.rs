@@ -36,6 +36,8 @@ pub enum TrainError {
     Resume { path: PathBuf, message: String },
     #[error("{0}")]
     Stopped(String),
+    #[error(transparent)]
+    Parallel(#[from] crate::parallel::ParallelError),
 }
 
 impl TrainError {

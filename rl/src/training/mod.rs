@@ -14,6 +14,7 @@
 //! - [`rollout`]: rollout trees, held-out evaluation, the rollout log.
 //! - [`round`]: one round of updates and its metrics lines.
 //! - [`engine_weights`]: how each update's weights reach the rollout engine.
+//! - [`gather`]: a multi-node run's trees, grown in shards, gathered on every node.
 //! - [`fine_tune`]: supervised fine-tuning on reference programs ([`fine_tune::fine_tune`]).
 //! - [`reward_fit`]: the T+ reward model fitted on judged programs of search trees.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod engine_weights;
 pub mod error;
 pub mod fine_tune;
+pub mod gather;
 pub mod observer;
 pub mod reward_fit;
 pub mod rollout;

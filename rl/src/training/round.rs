@@ -108,7 +108,7 @@ impl<B: Backend> RoundContext<'_, B> {
                     round: grown.round,
                     agent: name,
                 });
-                let Some(step) = trainer.train_step() else {
+                let Some(step) = trainer.train_step()? else {
                     break;
                 };
                 let weights = self.engine_weights.for_engine(model, name, trainer)?;

@@ -4,6 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
@@ -18,11 +19,13 @@ use super::checkpoints::RunCheckpoints;
 use super::config::{FrozenBase, TrainConfig};
 use super::engine_weights::EngineWeights;
 use super::error::{TrainError, TrainResult};
+use super::gather::gather_trees;
 use super::observer::{TrainEvent, TrainObserver};
 use super::rollout::{append_rollouts, evaluate, rollout, ROLLOUTS_FILE};
 use super::round::{keep_rounds_before, round_problems, RoundContext, RoundRollout, METRICS_FILE};
 use super::summary::{pass_rate_change, AgentSummary, HeldOut, TrainSummary};
 use crate::checkpoint::{export_model, load_checkpoint, save_checkpoint, ExportInfo};
+use crate::parallel::{Parallel, PeerGroup};
 use crate::schedule::LrSchedule;
 use crate::{AgentTrainer, LossConfig, TrainerConfig};
 
@@ -41,6 +44,9 @@ pub struct TrainJob {
     /// Continue the run in `config.out` from its last committed round instead of starting
     /// afresh (the config must be the one the run started with).
     pub resume: bool,
+    /// Data-parallel peers: this process's devices and the other nodes (default: one peer on
+    /// `config.device`).
+    pub parallel: Parallel,
 }
 
 /// Runs `job` on the device `job.config.device` names (among the backends compiled in).
@@ -55,7 +61,10 @@ pub fn train_on(job: TrainJob, observer: &dyn TrainObserver) -> TrainResult<Trai
             train::<B>(self.job, &device, self.observer)
         }
     }
-    let device = job.config.device;
+    let device = match &job.parallel.local_devices {
+        Some(list) => list.first(),
+        None => job.config.device,
+    };
     run_on(device, Task { job, observer })?
 }
 
@@ -67,7 +76,11 @@ struct TextSide {
 }
 
 /// Trains `job.agents` on backend `B` (which must be an f32 backend) and returns the
-/// before/after summary, also written to `summary.json` in the run directory.
+/// before/after summary, also written to `summary.json` in the run directory. `device` is
+/// this process's first device; with `job.parallel` naming more peers, each agent's learner
+/// has a replica per local device and exchanges gradients with the other nodes, the round's
+/// trees are grown in shards by the nodes and gathered, and node 0 alone writes the run's
+/// files (which the other nodes read from the same path when resuming).
 pub fn train<B: Backend>(
     job: TrainJob,
     device: &B::Device,
@@ -80,8 +93,26 @@ pub fn train<B: Backend>(
         mut held_out,
         sandbox,
         resume,
+        parallel,
     } = job;
     config.validate()?;
+    let writes = parallel.writes_files();
+    if parallel.node_count() > 1 && config.train.max_staleness > 0 {
+        return Err(TrainError::Config(
+            "a multi-node run grows each round's trees before training on them: set \
+             train.max_staleness = 0"
+                .into(),
+        ));
+    }
+    let peers = if parallel.is_distributed() {
+        let devices = match &parallel.local_devices {
+            Some(list) => list.devices_of::<B>(device),
+            None => vec![device.clone()],
+        };
+        Some(Arc::new(PeerGroup::<B>::start(&parallel, devices)?))
+    } else {
+        None
+    };
     if models.len() != config.agents.len() {
         return Err(TrainError::Config(format!(
             "{} models given for {} agents in the config",
@@ -91,7 +122,9 @@ pub fn train<B: Backend>(
     }
     train.truncate(config.data.train_problems.max(1));
     held_out.truncate(config.data.eval_problems);
-    prepare_run_dir(&config, resume)?;
+    if writes {
+        prepare_run_dir(&config, resume)?;
+    }
     let started = Instant::now();
     let rollout_params = SamplingParams {
         temperature: config.sampling.temperature,
@@ -144,11 +177,11 @@ pub fn train<B: Backend>(
             Some(lora) => loaded.model.with_adapters(lora),
             None => loaded.model,
         };
-        trainers.push(AgentTrainer::new(
-            model,
-            trainer_config(&config),
-            device.clone(),
-        ));
+        let trainer = AgentTrainer::new(model, trainer_config(&config), device.clone());
+        trainers.push(match &peers {
+            Some(peers) => trainer.with_peers(peers.clone()),
+            None => trainer,
+        });
     }
 
     let checkpoints = RunCheckpoints::new(&config.out);
@@ -156,7 +189,7 @@ pub fn train<B: Backend>(
     if resume && resume_from.is_none() {
         observer.on_event(TrainEvent::NoCheckpoint);
     }
-    if resume_from.is_none() {
+    if resume_from.is_none() && writes {
         checkpoints.clear()?;
     }
     let mut first_round = 0;
@@ -186,17 +219,30 @@ pub fn train<B: Backend>(
     }
     let metrics_path = config.out.join(METRICS_FILE);
     let rollouts_path = config.out.join(ROLLOUTS_FILE);
-    for path in [&metrics_path, &rollouts_path] {
-        keep_rounds_before(path, first_round)?;
-    }
-    let mut metrics_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| TrainError::io(&metrics_path, e))?;
+    let mut metrics_file = if writes {
+        for path in [&metrics_path, &rollouts_path] {
+            keep_rounds_before(path, first_round)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| TrainError::io(&metrics_path, e))?;
+        Some(file)
+    } else {
+        None
+    };
     let rounds = first_round..config.train.rounds;
+    let (node, nodes) = (parallel.node_id(), parallel.node_count());
     let grow = |round: usize| -> TrainResult<RoundRollout> {
-        let problems = round_problems(&train, config.train.problems_per_round, round);
+        // Each node grows every `nodes`-th tree of the round (all of them on one node).
+        let problems: Vec<&Problem> =
+            round_problems(&train, config.train.problems_per_round, round)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % nodes == node)
+                .map(|(_, p)| p)
+                .collect();
         let started = Instant::now();
         let on_grown = |done: usize, total: usize| {
             observer.on_event(TrainEvent::TreeGrown { round, done, total });
@@ -272,12 +318,18 @@ pub fn train<B: Backend>(
                     .map_err(|_| TrainError::Stopped("the rollout thread stopped".into()))??,
                 None => grow(round)?,
             };
+            let grown = match &peers {
+                Some(peers) if nodes > 1 => gather_trees(peers, grown)?,
+                _ => grown,
+            };
             observer.on_event(TrainEvent::RolloutGrown {
                 round,
                 trees: grown.runs.len(),
                 seconds: grown.seconds,
             });
-            append_rollouts(&config.out, round, &grown.runs)?;
+            if writes {
+                append_rollouts(&config.out, round, &grown.runs)?;
+            }
             if resume_from.is_none() && round == first_round {
                 observer.on_event(TrainEvent::WaitingForEvaluation { round });
             }
@@ -290,11 +342,17 @@ pub fn train<B: Backend>(
                 engine_weights: &engine_weights,
             };
             let mut write = |line: &serde_json::Value| -> TrainResult<()> {
-                writeln!(metrics_file, "{line}")
-                    .and_then(|_| metrics_file.flush())
-                    .map_err(|e| TrainError::io(&metrics_path, e))
+                match metrics_file.as_mut() {
+                    Some(file) => writeln!(file, "{line}")
+                        .and_then(|_| file.flush())
+                        .map_err(|e| TrainError::io(&metrics_path, e)),
+                    None => Ok(()),
+                }
             };
             context.train(grown, &mut trainers, &mut write, observer)?;
+            if !writes {
+                continue;
+            }
             for i in 0..models.len() {
                 let export = ExportInfo {
                     config: &text[i].config,
@@ -325,7 +383,7 @@ pub fn train<B: Backend>(
     let trained = checkpoints.latest()?.is_some();
     // Adapted learners' checkpoints hold only adapters: their merged models are written once.
     let exported = config.adapters().is_some() && trained;
-    if exported {
+    if exported && writes {
         for (i, m) in models.iter().enumerate() {
             observer.on_event(TrainEvent::Exporting { agent: &m.name });
             let export = ExportInfo {
@@ -379,12 +437,14 @@ pub fn train<B: Backend>(
             })
             .collect(),
     };
-    let path = config.out.join("summary.json");
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+    if writes {
+        let path = config.out.join("summary.json");
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+    }
     observer.on_event(TrainEvent::Finished { summary: &summary });
     Ok(summary)
 }
