@@ -320,19 +320,7 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .enumerate()
-                .map(|(local, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        peers.mark_failed();
-                        Err(ParallelError::PeerStopped {
-                            peer: peers.peer(local),
-                            message: "its update thread panicked".into(),
-                        })
-                    })
-                })
-                .collect()
+            peers.join_peers(handles, "updating")
         });
         let mut first = None;
         for (local, result) in results.into_iter().enumerate() {

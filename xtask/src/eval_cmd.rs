@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_engine::{run_on, BackendTask, DeviceSpec};
 use mars2_sandbox::{SandboxConfig, Split};
 use mars2_search::config::{AgentChoice, ContextMode, Method, PromptStyle};
 use mars2_search::evaluation::{evaluate, EvalConfig, EvalEvent, EvalJob};
@@ -46,7 +46,7 @@ pub struct EvalArgs {
     pub limit: Option<usize>,
     /// cpu, wgpu or cuda (among those compiled in), or wgpu-f16, cuda-f16, cuda-bf16.
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Run directory (created; an existing one is resumed).

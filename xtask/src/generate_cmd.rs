@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
-use mars2_engine::{generate, DeviceKind, GenerationRequest, SamplingParams};
+use mars2_engine::{generate, DeviceSpec, GenerationRequest, SamplingParams};
 use mars2_models::{ChatMessage, ChatOptions, LoadedModel};
 
 use crate::fetch_model::resolve_model_arg;
@@ -41,7 +41,7 @@ pub struct GenerateArgs {
     pub ignore_eos: bool,
     /// cpu, wgpu, cuda, or half precision: wgpu-f16, cuda-f16, cuda-bf16.
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
     /// Keep the projections and output head in a GGUF block format while generating (less
     /// memory per weight, quantized kernels): `q8_0`, `q4_1`, or `stored` for a GGUF file's own
     /// Q8_0/Q4_1 tensors as they are. A GGUF tensor already in the named format keeps its

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use mars2_engine::{prompt_logits, DeviceKind};
+use mars2_engine::{prompt_logits, DeviceSpec};
 use mars2_models::LoadedModel;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -22,7 +22,7 @@ pub struct LogitsArgs {
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
 }
 
 pub fn run(args: LogitsArgs) -> Result<()> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_engine::{run_on, BackendTask, DeviceSpec};
 use mars2_models::{
     load_model, quantize_from_checkpoint, LoadedModel, ModelConfig, Quantization, Transformer,
 };
@@ -75,6 +75,10 @@ impl<W: WithModel> BackendTask for Task<W> {
 }
 
 /// Loads the model at `path` on `device` and runs `work` with it.
-pub fn with_model<W: WithModel>(device: DeviceKind, path: PathBuf, work: W) -> Result<W::Output> {
+pub fn with_model<W: WithModel>(
+    device: impl Into<DeviceSpec>,
+    path: PathBuf,
+    work: W,
+) -> Result<W::Output> {
     run_on(device, Task { path, work })?
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use mars2_engine::DeviceKind;
+use mars2_engine::DeviceSpec;
 use mars2_rl::reward_model::RewardModel;
 use mars2_rl::training::reward_fit::{
     fit_reward_model_on, read_tree_file, require_examples, RewardFitJob, SavedRewardModel,
@@ -31,14 +31,14 @@ pub struct TrainRmArgs {
     #[arg(long, default_value_t = 384)]
     pub max_tokens: usize,
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
     /// Output file.
     #[arg(long, default_value = "runs/reward-model.json")]
     pub out: PathBuf,
 }
 
 pub fn run(args: TrainRmArgs) -> Result<()> {
-    mars2_rl::training::config::require_f32_training(args.device)?;
+    mars2_rl::training::config::require_f32_training(args.device.kind)?;
     let problems = known_problems()?;
     let mut examples = Vec::new();
     let mut seen = HashSet::new();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use mars2_engine::DeviceKind;
+use mars2_engine::{DeviceKind, DeviceSpec};
 use mars2_models::registry::cache_dir;
 use mars2_rl::training::fine_tune::{fine_tune_on, made_by, SftEvent, SftJob, SftRecipe};
 use mars2_sandbox::Split;
@@ -25,7 +25,7 @@ pub struct SftArgs {
     pub recipe: RecipeArgs,
     /// cpu, wgpu or cuda (among those compiled in); training needs f32.
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
     /// Output directory (default: the cache entry of `smollm2-135m-mbpp-sft`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -86,7 +86,7 @@ pub fn ensure_sft_model() -> Result<PathBuf> {
         recipe.problems,
         split_name(recipe.split)
     );
-    fine_tune_recipe(recipe, DeviceKind::Cpu, dir.clone())?;
+    fine_tune_recipe(recipe, DeviceKind::Cpu.into(), dir.clone())?;
     Ok(dir)
 }
 
@@ -104,7 +104,7 @@ pub fn run(args: SftArgs) -> Result<()> {
     fine_tune_recipe(args.recipe.into(), args.device, out)
 }
 
-fn fine_tune_recipe(recipe: SftRecipe, device: DeviceKind, out: PathBuf) -> Result<()> {
+fn fine_tune_recipe(recipe: SftRecipe, device: DeviceSpec, out: PathBuf) -> Result<()> {
     let base = resolve_model_arg(&recipe.base)?;
     let mut problems = load_benchmark(&Benchmark::Mbpp, recipe.split)?;
     if recipe.problems > 0 {

@@ -18,6 +18,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
@@ -138,17 +139,7 @@ impl<B: Backend> PeerGroup<B> {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(ParallelError::PeerStopped {
-                            peer: 0,
-                            message: "registration panicked".into(),
-                        })
-                    })
-                })
-                .collect()
+            group.join_peers(handles, "registering")
         });
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         Ok(group)
@@ -171,6 +162,28 @@ impl<B: Backend> PeerGroup<B> {
     /// The run-wide index of local peer `local`: nodes in order, each node's devices in order.
     pub fn peer(&self, local: usize) -> usize {
         self.layout.node_id() * self.devices.len() + local
+    }
+
+    /// Joins one scoped thread per local peer, in peer order; a thread that panicked becomes
+    /// an error naming its peer and what it was `doing`, and marks the group as broken.
+    pub fn join_peers<T>(
+        &self,
+        handles: Vec<ScopedJoinHandle<'_, Result<T, ParallelError>>>,
+        doing: &str,
+    ) -> Vec<Result<T, ParallelError>> {
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(local, handle)| {
+                handle.join().unwrap_or_else(|_| {
+                    self.mark_failed();
+                    Err(ParallelError::PeerStopped {
+                        peer: self.peer(local),
+                        message: format!("its thread panicked while {doing}"),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Marks the group as broken (a local peer stopped), so dropping it does not wait.
@@ -285,17 +298,7 @@ impl<B: Backend> PeerGroup<B> {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(ParallelError::PeerStopped {
-                            peer: self.peer(0),
-                            message: "a gathering thread panicked".into(),
-                        })
-                    })
-                })
-                .collect()
+            self.join_peers(handles, "gathering")
         });
         let mut results = results.into_iter();
         let first = results.next().unwrap_or_else(|| Ok(Vec::new()));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
-use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_engine::{run_on, BackendTask, DeviceSpec};
 use mars2_models::export::{replace_dir_atomically, write_hf_files};
 use mars2_models::{load_model, ChatOptions, ChatTemplate, TextTokenizer};
 use mars2_sandbox::{Problem, Split};
@@ -74,7 +74,7 @@ pub struct SftJob {
     pub problems: Vec<Problem>,
     /// The output directory, replaced atomically when the run ends.
     pub out: PathBuf,
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
 }
 
 /// One step of a fine-tuning run.
@@ -128,7 +128,7 @@ pub fn fine_tune_on(
             fine_tune::<B>(self.job, &device, self.observer)
         }
     }
-    require_f32_training(job.device)?;
+    require_f32_training(job.device.kind)?;
     let device = job.device;
     run_on(device, Task { job, observer })?
 }

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use mars2_engine::{run_on, BackendTask, DeviceKind};
+use mars2_engine::{run_on, BackendTask, DeviceSpec};
 use mars2_models::load_model;
 use mars2_sandbox::Problem;
 use mars2_search::runner::stable_hash;
@@ -213,7 +213,7 @@ pub struct RewardFitJob {
     pub backbone: PathBuf,
     /// Tokens of "problem + program" the backbone reads.
     pub max_tokens: usize,
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
 }
 
 /// Fits `job` on the device it names (f32 backends only).
@@ -231,7 +231,7 @@ pub fn fit_reward_model_on(
             fit_reward_model::<B>(self.job, &device, self.on_features)
         }
     }
-    require_f32_training(job.device)?;
+    require_f32_training(job.device.kind)?;
     let device = job.device;
     run_on(device, Task { job, on_features })?
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use mars2_engine::{DeviceKind, SamplingParams};
+use mars2_engine::{DeviceKind, DeviceSpec, SamplingParams};
 use mars2_models::Quantization;
 use mars2_sandbox::Split;
 use serde_json::{json, Value};
@@ -51,7 +51,7 @@ pub struct EvalConfig {
     /// Judge only a program's imports, definitions and assignments (EvalPlus's sanitizing).
     pub definitions_only: bool,
     /// Where [`super::evaluate_on`] runs.
-    pub device: DeviceKind,
+    pub device: DeviceSpec,
 }
 
 impl Default for EvalConfig {
@@ -79,7 +79,7 @@ impl Default for EvalConfig {
             quantize: None,
             prompt_style: PromptStyle::Project,
             definitions_only: false,
-            device: DeviceKind::Cpu,
+            device: DeviceKind::Cpu.into(),
         }
     }
 }
@@ -177,7 +177,7 @@ mod tests {
         assert!(settings.get("quantize").is_none());
         // The device and the concurrency change nothing of the results.
         config.concurrency = 1;
-        config.device = DeviceKind::Wgpu;
+        config.device = DeviceKind::Wgpu.into();
         assert_eq!(
             config.settings("humaneval", Split::Test, &models, None),
             settings
