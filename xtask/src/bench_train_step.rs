@@ -126,10 +126,7 @@ impl BackendTask for TrainStepBench {
         };
         let mut trainer = AgentTrainer::new(model, trainer_config, device.clone());
         let peers = if self.parallel.is_distributed() {
-            let devices = match &self.parallel.local_devices {
-                Some(list) => list.devices_of::<B>(&device),
-                None => vec![device.clone()],
-            };
+            let devices = self.parallel.devices_of::<B>(&device);
             let group = Arc::new(PeerGroup::<B>::start(&self.parallel, devices)?);
             trainer = trainer.with_peers(group.clone());
             Some(group)
@@ -250,9 +247,6 @@ pub fn run(bench: TrainStepBench) -> Result<()> {
     if bench.steps == 0 {
         bail!("--steps must be positive");
     }
-    let device = match &bench.parallel.local_devices {
-        Some(list) => list.first(),
-        None => bench.device.into(),
-    };
+    let device = bench.parallel.first_device(bench.device.into());
     run_on(device, bench)?
 }

@@ -58,9 +58,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.device = device;
     }
     let parallel = args.parallel.parallel()?;
-    if let Some(devices) = &parallel.local_devices {
-        config.device = devices.first();
-    }
+    config.device = parallel.first_device(config.device);
     config.validate()?;
     let sandbox = start_sandbox(SandboxConfig::default(), args.require_isolation)?;
     let agents = resolve_models(&config.agents)?;

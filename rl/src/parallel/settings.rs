@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use mars2_engine::DeviceList;
+use burn::tensor::backend::Backend;
+use mars2_engine::{DeviceList, DeviceSpec};
 
 use super::error::ParallelError;
 
@@ -43,6 +44,21 @@ impl Parallel {
     /// Whether learners need to talk at all.
     pub fn is_distributed(&self) -> bool {
         self.world() > 1
+    }
+
+    /// The device `run_on` should start on: the first of this process's devices, else `default`.
+    pub fn first_device(&self, default: DeviceSpec) -> DeviceSpec {
+        self.local_devices
+            .as_ref()
+            .map_or(default, DeviceList::first)
+    }
+
+    /// Backend `B`'s devices for this process's peers, given the one `run_on` made.
+    pub fn devices_of<B: Backend>(&self, first: &B::Device) -> Vec<B::Device> {
+        match &self.local_devices {
+            Some(list) => list.devices_of::<B>(first),
+            None => vec![first.clone()],
+        }
     }
 
     pub fn timeout(&self) -> Duration {

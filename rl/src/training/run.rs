@@ -61,10 +61,7 @@ pub fn train_on(job: TrainJob, observer: &dyn TrainObserver) -> TrainResult<Trai
             train::<B>(self.job, &device, self.observer)
         }
     }
-    let device = match &job.parallel.local_devices {
-        Some(list) => list.first(),
-        None => job.config.device,
-    };
+    let device = job.parallel.first_device(job.config.device);
     run_on(device, Task { job, observer })?
 }
 
@@ -105,10 +102,7 @@ pub fn train<B: Backend>(
         ));
     }
     let peers = if parallel.is_distributed() {
-        let devices = match &parallel.local_devices {
-            Some(list) => list.devices_of::<B>(device),
-            None => vec![device.clone()],
-        };
+        let devices = parallel.devices_of::<B>(device);
         Some(Arc::new(PeerGroup::<B>::start(&parallel, devices)?))
     } else {
         None
