@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod kv;
+pub mod model_runner;
 pub mod paged;
 pub mod sampling;
 pub mod scheduler;

@@ -1,11 +1,17 @@
 //! Token sampling on the host from one row of logits: greedy, temperature, top-k, top-p,
 //! min-p; each choice comes with its log-probability under the distribution actually sampled
 //! from (after temperature and truncation), which is what importance ratios in RL need.
+//!
+//! The semantics have one definition, `mars2_models::kernels::reference`'s sampler, which the
+//! host and GPU sampling kernels are tested against; [`Sampler`] adds the seeded stream of
+//! uniform draws a request samples with.
 
+use mars2_models::kernels::reference::{self, SampleParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::device_sampling::RowDraw;
 use crate::error::{EngineError, Result};
 
 /// How to pick the next token.
@@ -98,107 +104,52 @@ impl Sampler {
         self.rng.random()
     }
 
-    /// Picks a token from one row of logits on the host: the reference for
-    /// [`crate::device_sampling::sample_on_device`], which consumes the same draws.
-    ///
-    /// Greedy picks the first maximum (as `argmax` does) and reports its log-probability under
-    /// the model's untempered distribution; it draws nothing.
+    /// Picks a token from one row of logits on the host, with the semantics of the sampling
+    /// kernels and their reference ([`reference::sample`], which this calls): greedy takes the
+    /// first maximum and reports its log-probability under the untempered distribution,
+    /// drawing nothing; other rows take one uniform draw (the same one
+    /// [`crate::device_sampling::sample_on_device`] takes) and pick by inverse CDF over the
+    /// kept tokens in vocabulary order.
     pub fn sample(&mut self, logits: &[f32]) -> SampledToken {
-        if self.params.temperature == 0.0 {
-            let (id, _) =
-                logits
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
-                        if l > best.1 {
-                            (i, l)
-                        } else {
-                            best
-                        }
-                    });
-            return SampledToken {
-                id: id as u32,
-                logprob: log_softmax_at(logits, id, 1.0),
-            };
-        }
-        let u = self.draw();
-        // The inverse CDF runs over the kept tokens in vocabulary order, as the sampling
-        // kernels draw.
-        let mut dist = truncated_distribution(logits, &self.params);
-        dist.sort_by_key(|&(i, _)| i);
-        let mut acc = 0.0f64;
-        let mut chosen = dist.last().map(|&(i, _)| i).unwrap_or(0);
-        for &(i, p) in &dist {
-            acc += p;
-            if u < acc {
-                chosen = i;
-                break;
-            }
-        }
-        let p = dist
-            .iter()
-            .find(|&&(i, _)| i == chosen)
-            .map(|&(_, p)| p)
-            .unwrap_or(0.0);
+        let params = RowDraw::from_sampler(self).sample_params();
+        let (id, logprob) = reference::sample(logits, params);
         SampledToken {
-            id: chosen as u32,
-            logprob: p.ln() as f32,
+            id: id as u32,
+            logprob: logprob as f32,
         }
     }
-}
-
-/// `log softmax(logits / temperature)[index]`, computed stably in f64.
-pub fn log_softmax_at(logits: &[f32], index: usize, temperature: f32) -> f32 {
-    let t = f64::from(temperature);
-    let max = logits
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
-    let sum: f64 = logits.iter().map(|&l| (f64::from(l) / t - max).exp()).sum();
-    (f64::from(logits[index]) / t - max - sum.ln()) as f32
 }
 
 /// The renormalized distribution after temperature, top-k, top-p and min-p, as
-/// `(token, probability)` sorted by decreasing probability.
+/// `(token, probability)` in vocabulary order: [`reference::sampling_distribution`], the one
+/// definition the sampling kernels and [`Sampler::sample`] follow (the kept set is closed
+/// under ties).
 pub fn truncated_distribution(logits: &[f32], params: &SamplingParams) -> Vec<(usize, f64)> {
-    let t = f64::from(params.temperature.max(1e-6));
-    let max = logits
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
-    let mut probs: Vec<(usize, f64)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i, (f64::from(l) / t - max).exp()))
-        .collect();
-    let total: f64 = probs.iter().map(|p| p.1).sum();
-    probs.iter_mut().for_each(|p| p.1 /= total);
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut keep = probs.len();
-    if params.top_k > 0 {
-        keep = keep.min(params.top_k);
-    }
-    if params.top_p < 1.0 {
-        let mut acc = 0.0;
-        for (n, p) in probs.iter().enumerate().take(keep) {
-            acc += p.1;
-            if acc >= f64::from(params.top_p) {
-                keep = n + 1;
-                break;
-            }
-        }
-    }
-    if params.min_p > 0.0 {
-        let floor = probs[0].1 * f64::from(params.min_p);
-        keep = keep.min(probs.iter().take_while(|p| p.1 >= floor).count().max(1));
-    }
-    probs.truncate(keep.max(1));
-    let kept: f64 = probs.iter().map(|p| p.1).sum();
-    probs.iter_mut().for_each(|p| p.1 /= kept);
-    probs
+    reference::sampling_distribution(
+        logits,
+        SampleParams {
+            temperature: params.temperature,
+            top_k: params.top_k,
+            top_p: params.top_p,
+            min_p: params.min_p,
+            uniform: 0.0,
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `log softmax(logits / temperature)[index]`, computed stably in f64.
+    fn log_softmax_at(logits: &[f32], index: usize, temperature: f32) -> f32 {
+        let t = f64::from(temperature);
+        let max = logits
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l) / t));
+        let sum: f64 = logits.iter().map(|&l| (f64::from(l) / t - max).exp()).sum();
+        (f64::from(logits[index]) / t - max - sum.ln()) as f32
+    }
 
     fn params(temperature: f32) -> SamplingParams {
         SamplingParams {
@@ -245,6 +196,22 @@ mod tests {
         );
         assert_eq!(d.len(), 2);
         assert!((d[0].1 - 0.625).abs() < 1e-6 && (d[1].1 - 0.375).abs() < 1e-6);
+    }
+
+    #[test]
+    fn top_p_keeps_every_token_tied_with_the_last_kept_one() {
+        // Two equally likely tokens: a nucleus of 0.3 reaches past the first, and its tie
+        // stays in as the sampling kernels keep it.
+        let logits = [2.0f32, 2.0, 0.0];
+        let d = truncated_distribution(
+            &logits,
+            &SamplingParams {
+                top_p: 0.3,
+                ..params(1.0)
+            },
+        );
+        assert_eq!(d.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert!((d[0].1 - 0.5).abs() < 1e-12);
     }
 
     #[test]

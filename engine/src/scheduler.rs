@@ -10,11 +10,8 @@
 //!    forward pass), sampling the first token of rows whose prompt is done;
 //! 3. **decode** one token for every other running row (one forward pass).
 //!
-//! On the ndarray CPU backend, a forward pass of at most
-//! [`mars2_models::host_decode::MAX_HOST_ROWS`] token places (decode steps, short prompt
-//! chunks) runs as host loops over the agent's keys and values in place
-//! ([`Transformer::forward_hidden_host`]); longer passes and other backends go through Burn ops
-//! and [`PagedStep`].
+//! The forward passes and the sampling run in [`crate::model_runner`]; this module owns the
+//! queues, the sequences' KV blocks and the requests' state.
 //!
 //! When blocks run out, the most recently admitted sequence is **preempted**: its blocks are
 //! released and it goes back to the front of the queue with its generated tokens, to be
@@ -24,18 +21,20 @@
 use std::collections::{HashMap, VecDeque};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use mars2_models::host_decode::HostStep;
+use mars2_models::kernels::{with_host_activations, HostActivations};
 use mars2_models::{ModelConfig, TextTokenizer, Transformer};
 
-use crate::device_sampling::{sample_on_device, RowDraw};
+use crate::device_sampling::RowDraw;
 use crate::error::{EngineError, Result};
 use crate::generate::{FinishReason, GenerationOutput, GenerationRequest};
 use crate::kv::{AgentId, BlockId, KvManager, KvSequence};
-use crate::paged::{AgentKvStorage, PagedStep, StepLayout};
+use crate::model_runner::{self, PassRow, PassTarget};
+use crate::paged::AgentKvStorage;
 use crate::sampling::Sampler;
+
+pub use crate::model_runner::StepProfile;
 
 /// Engine-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +53,10 @@ pub struct EngineConfig {
     /// after each stage: a diagnostic mode, slower than normal running.
     #[serde(default)]
     pub profile: bool,
+    /// The host kernel for weights kept in blocks on the CPU, for this engine's passes;
+    /// `None`: the process-wide choice ([`mars2_models::kernels::host_activations`]).
+    #[serde(default)]
+    pub activations: Option<HostActivations>,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +68,7 @@ impl Default for EngineConfig {
             prefill_chunk: 512,
             prefix_reuse: true,
             profile: false,
+            activations: None,
         }
     }
 }
@@ -85,24 +89,6 @@ pub struct EngineStats {
     pub restarted_for_new_weights: usize,
     /// Where forward passes spent their time (only with [`EngineConfig::profile`]).
     pub profile: StepProfile,
-}
-
-/// Seconds spent in each stage of the forward passes, summed over passes. With profiling on,
-/// the engine waits for the device at the end of each stage, so each figure holds that
-/// stage's device time as well as its host time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepProfile {
-    /// Forward passes timed.
-    pub passes: usize,
-    /// Building the step on the host: slots, positions, block tables, and their upload.
-    pub prepare: f64,
-    /// Issuing the transformer's layers (returns as soon as the work is queued on an
-    /// asynchronous device).
-    pub issue: f64,
-    /// Waiting for the device to finish the layers after they were issued.
-    pub device_wait: f64,
-    /// Output head, sampling and reading the tokens back.
-    pub sample: f64,
 }
 
 /// Identifies a submitted request.
@@ -352,6 +338,13 @@ impl<B: Backend> EngineCore<B> {
 
     /// One scheduling round over all agents.
     pub fn step(&mut self) {
+        match self.config.activations {
+            Some(activations) => with_host_activations(activations, || self.step_agents()),
+            None => self.step_agents(),
+        }
+    }
+
+    fn step_agents(&mut self) {
         for agent in 0..self.agents.len() {
             if self.agents[agent].waiting.is_empty() && self.agents[agent].running.is_empty() {
                 continue;
@@ -549,123 +542,43 @@ impl<B: Backend> EngineCore<B> {
         self.forward(agent, rows);
     }
 
-    /// One ragged forward pass over `rows`, then sampling for rows that want a token.
+    /// One ragged forward pass over `rows` ([`model_runner::run_pass`]), then the sampled
+    /// tokens handed to their requests.
     fn forward(&mut self, agent: usize, rows: Vec<Row>) {
-        let mut clock = self
-            .config
-            .profile
-            .then(|| StageClock::<B>::start(&self.device));
-        let t = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(1);
-        let scratch = self.agents[agent].scratch_block as usize * self.config.block_size;
-        let mut layout = StepLayout {
-            write_slots: Vec::new(),
-            read_slots: Vec::new(),
-            positions: Vec::new(),
-        };
-        let mut ids = Vec::with_capacity(rows.len() * t);
-        let mut positions = Vec::with_capacity(rows.len() * t);
-        for row in &rows {
-            let seq = self.active[&row.id].seq.as_ref().expect("running");
-            let start = seq.len();
-            let n = row.tokens.len();
-            let mut write = Vec::with_capacity(t);
-            let mut pos = Vec::with_capacity(t);
-            for i in 0..t {
-                if i < n {
-                    write.push(self.kv.slot(seq, start + i));
-                    pos.push(start + i);
-                } else {
-                    write.push(scratch);
-                    pos.push(start + n - 1);
+        let pass_rows: Vec<PassRow> = rows
+            .iter()
+            .map(|row| {
+                let a = self.active.get_mut(&row.id).expect("running");
+                let seq = a.seq.as_ref().expect("running");
+                let slots = (0..seq.len() + row.tokens.len())
+                    .map(|p| self.kv.slot(seq, p))
+                    .collect();
+                PassRow {
+                    tokens: row.tokens.clone(),
+                    slots,
+                    draw: row.sample.then(|| RowDraw::from_sampler(&mut a.sampler)),
                 }
-            }
-            ids.extend(row.tokens.iter().map(|&x| i64::from(x)));
-            ids.extend(std::iter::repeat_n(0, t - n));
-            positions.extend(pos.iter().map(|&p| p as i64));
-            layout
-                .read_slots
-                .push((0..start + n).map(|p| self.kv.slot(seq, p)).collect());
-            layout.write_slots.push(write);
-            layout.positions.push(pos);
-        }
-        let b = rows.len();
-        let device = self.device.clone();
+            })
+            .collect();
         let a = &mut self.agents[agent];
-        let host_hidden = a.storage.host_layers_mut().and_then(|kv| {
-            let host_ids: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
-            let host_positions: Vec<usize> = layout.positions.iter().flatten().copied().collect();
-            let write_slots: Vec<usize> = layout.write_slots.iter().flatten().copied().collect();
-            let step = HostStep {
-                batch: b,
-                tokens: t,
-                ids: &host_ids,
-                positions: &host_positions,
-                write_slots: &write_slots,
-                block_tables: &layout.block_tables(self.config.block_size),
-                visible: &layout.visible(),
-                block_size: self.config.block_size,
-            };
-            a.model.forward_hidden_host(&step, kv)
-        });
-        let hidden = if let Some(hidden) = host_hidden {
-            if let Some(c) = clock.as_mut() {
-                let profile = &mut self.stats.profile;
-                profile.passes += 1;
-                profile.issue += c.lap(false);
-            }
-            hidden
-        } else {
-            let mut ctx = PagedStep::new(&mut a.storage, layout, &device);
-            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
-            let positions =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, t]), &device);
-            let prepare = clock.as_mut().map(|c| c.lap(false));
-            let hidden = a.model.forward_hidden(ids, positions, &mut ctx);
-            if let Some(c) = clock.as_mut() {
-                let profile = &mut self.stats.profile;
-                profile.passes += 1;
-                profile.prepare += prepare.unwrap_or(0.0);
-                profile.issue += c.lap(false);
-                profile.device_wait += c.lap(true);
-            }
-            hidden
+        let target = PassTarget {
+            model: &a.model,
+            storage: &mut a.storage,
+            scratch_slot: a.scratch_block as usize * self.config.block_size,
+            block_size: self.config.block_size,
+            device: &self.device,
         };
+        let profile = self.config.profile.then_some(&mut self.stats.profile);
+        let sampled = model_runner::run_pass(target, &pass_rows, profile);
         self.stats.forward_passes += 1;
         for row in &rows {
             let a = self.active.get_mut(&row.id).expect("running");
             let seq = a.seq.as_mut().expect("running");
             self.kv.commit(seq, &row.tokens);
         }
-        let sampled: Vec<usize> = (0..b).filter(|&i| rows[i].sample).collect();
-        if sampled.is_empty() {
-            return;
-        }
-        // The hidden state of each sampled row's last token, taken in one gather.
-        let d = hidden.dims()[2];
-        let last: Vec<i64> = sampled
-            .iter()
-            .map(|&i| (i * t + rows[i].tokens.len() - 1) as i64)
-            .collect();
-        let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [sampled.len()]), &device);
-        let last = hidden.reshape([b * t, d]).select(0, last);
-        let logits = self.agents[agent]
-            .model
-            .lm_head(last.reshape([sampled.len(), 1, d]));
-        let vocab = logits.dims()[2];
-        let draws: Vec<RowDraw> = sampled
-            .iter()
-            .map(|&i| {
-                RowDraw::from_sampler(
-                    &mut self.active.get_mut(&rows[i].id).expect("running").sampler,
-                )
-            })
-            .collect();
-        let tokens = sample_on_device(logits.reshape([sampled.len(), vocab]), &draws, &self.device);
-        if let Some(c) = clock.as_mut() {
-            self.stats.profile.sample += c.lap(false);
-        }
-        for (&i, tok) in sampled.iter().zip(tokens) {
-            let id = rows[i].id;
+        for (row, tok) in rows.iter().zip(sampled) {
+            let Some(tok) = tok else { continue };
+            let id = row.id;
             let a = self.active.get_mut(&id).expect("running");
             a.output.tokens.push(tok.id);
             a.output.logprobs.push(tok.logprob);
@@ -698,32 +611,5 @@ impl<B: Backend> EngineCore<B> {
             .decode(tail, false)
             .map(|text| stops.iter().any(|s| text.contains(s.as_str())))
             .unwrap_or(false)
-    }
-}
-
-/// Wall-clock laps of a profiled forward pass.
-struct StageClock<B: Backend> {
-    device: B::Device,
-    last: std::time::Instant,
-}
-
-impl<B: Backend> StageClock<B> {
-    fn start(device: &B::Device) -> Self {
-        Self {
-            device: device.clone(),
-            last: std::time::Instant::now(),
-        }
-    }
-
-    /// Seconds since the previous lap, after waiting for the device when `wait` is set.
-    fn lap(&mut self, wait: bool) -> f64 {
-        if wait {
-            // A failed sync surfaces at the next read of the results anyway.
-            let _ = B::sync(&self.device);
-        }
-        let now = std::time::Instant::now();
-        let seconds = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        seconds
     }
 }

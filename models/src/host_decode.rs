@@ -20,7 +20,6 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::kernels::host::{is_ndarray, with_f32_values};
 use crate::kernels::int8_dot::{self, Q8Activations};
-use crate::kernels::quantized::MAX_INT8_ROWS;
 use crate::kernels::reference::PagedShape;
 use crate::kernels::skinny::{self, WeightLayout};
 use crate::kernels::{enabled, HostActivations};
@@ -32,6 +31,11 @@ use crate::transformer::Transformer;
 /// Most token places (batch × tokens) one host pass takes; longer steps (prompt chunks) keep
 /// the dense path, whose matrix products and attention amortize better.
 pub const MAX_HOST_ROWS: usize = 64;
+/// Most token places one host pass takes when every projection is kept in blocks and takes
+/// 8-bit activations: their register-tiled products beat unpacking the weights for Burn's
+/// matrix product at any length, so prompt chunks run here too (SmolLM2-135M, a 512-token
+/// prompt: 1.8× the dense path's rate, `cargo xtask bench vs-llama-cpp`).
+pub const MAX_INT8_HOST_ROWS: usize = 1 << 16;
 
 /// One layer's keys and values in host memory: `[slots, kv_heads·head_dim]` each, row-major.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +89,7 @@ impl<'a> SharedInput<'a> {
             Some(q) => {
                 let blocks = q.host_blocks()?;
                 match host_activations() {
-                    HostActivations::Int8 if rows <= MAX_INT8_ROWS => {
+                    HostActivations::Int8 => {
                         let x = self.x;
                         let q8 = self
                             .q8
@@ -177,7 +181,7 @@ impl<B: Backend> Transformer<B> {
         kv: &mut [HostKvLayer],
     ) -> Option<Tensor<B, 3>> {
         let rows = step.batch * step.tokens;
-        if !is_ndarray::<B>() || !enabled() || rows == 0 || rows > MAX_HOST_ROWS {
+        if !is_ndarray::<B>() || !enabled() || rows == 0 || rows > self.max_host_rows() {
             return None;
         }
         if !self.host_step_fits(step, kv) {
@@ -207,6 +211,24 @@ impl<B: Backend> Transformer<B> {
             TensorData::new(out, [step.batch, step.tokens, hidden]),
             &self.embed_tokens.device(),
         ))
+    }
+
+    /// [`MAX_INT8_HOST_ROWS`] when every projection is kept in host blocks and products take
+    /// 8-bit activations, else [`MAX_HOST_ROWS`].
+    fn max_host_rows(&self) -> usize {
+        let all_in_blocks = self.layers.iter().all(|layer| {
+            layer.projections().iter().all(|(_, linear)| {
+                linear
+                    .quantized
+                    .as_ref()
+                    .is_some_and(|q| q.host_blocks().is_some())
+            })
+        });
+        if all_in_blocks && host_activations() == HostActivations::Int8 {
+            MAX_INT8_HOST_ROWS
+        } else {
+            MAX_HOST_ROWS
+        }
     }
 
     /// Whether the slices of `step` agree with each other and `kv` holds every slot the step

@@ -1,13 +1,14 @@
 //! The host decode path (`Transformer::forward_hidden_host`) computes what the Burn forward pass
 //! computes: token by token over a paged cache whose blocks are scattered, for Llama, Qwen2
 //! (q/k/v bias) and Qwen3 (per-head q/k norms), with dense f32 weights and with weights kept in
-//! blocks (f32 and 8-bit activations), with low-rank adapters added on the fly; and a row gets bitwise the same hidden state alone or
-//! in a batch.
+//! blocks (f32 and 8-bit activations), with low-rank adapters added on the fly; prompt chunks
+//! past `MAX_HOST_ROWS` places when every product takes 8-bit activations; and a row gets
+//! bitwise the same hidden state alone or in a batch.
 
 use burn::module::Param;
 use burn::tensor::{Int, Tensor, TensorData};
 use mars2_engine::device::Cpu;
-use mars2_models::host_decode::{HostKvLayer, HostStep};
+use mars2_models::host_decode::{HostKvLayer, HostStep, MAX_HOST_ROWS};
 use mars2_models::kernels::{with_host_activations, HostActivations};
 use mars2_models::{load_model, FullSequence, LoadedModel, LoraConfig, QuantFormat, Transformer};
 use mars2_tests::{fixture, ids, max_abs_diff, reference_json};
@@ -143,6 +144,66 @@ fn host_steps_match_with_weights_kept_in_blocks() {
             host_matches_full_sequence(&loaded, &tokens, 0.05)
         });
     }
+}
+
+#[test]
+fn long_prompt_chunks_take_the_host_path_when_every_product_is_8_bit() {
+    let mut loaded = load("qwen2-tiny");
+    loaded.model.quantize(QuantFormat::Q4_1).unwrap();
+    let tokens = prompt("qwen2-tiny", 71);
+    let n = tokens.len();
+    assert!(n > MAX_HOST_ROWS, "a chunk longer than decode steps");
+    // One sequence whose blocks are handed out in reverse order.
+    let c = &loaded.config;
+    let blocks = n.div_ceil(BLOCK);
+    let table: Vec<usize> = (0..blocks).rev().collect();
+    let len = blocks * BLOCK * c.num_kv_heads * c.head_dim;
+    let mut layers = vec![
+        HostKvLayer {
+            keys: vec![0.0; len],
+            values: vec![0.0; len],
+        };
+        c.num_layers
+    ];
+    let positions: Vec<usize> = (0..n).collect();
+    let write_slots: Vec<usize> = positions
+        .iter()
+        .map(|&p| table[p / BLOCK] * BLOCK + p % BLOCK)
+        .collect();
+    let tables = vec![table];
+    let visible = vec![(1..=n).collect::<Vec<_>>()];
+    let step = HostStep {
+        batch: 1,
+        tokens: n,
+        ids: &tokens,
+        positions: &positions,
+        write_slots: &write_slots,
+        block_tables: &tables,
+        visible: &visible,
+        block_size: BLOCK,
+    };
+    let declined = with_host_activations(HostActivations::F32, || {
+        loaded
+            .model
+            .forward_hidden_host(&step, &mut layers)
+            .is_none()
+    });
+    assert!(
+        declined,
+        "with f32 activations a long chunk keeps the dense path"
+    );
+    let got: Vec<f32> = with_host_activations(HostActivations::Int8, || {
+        loaded.model.forward_hidden_host(&step, &mut layers)
+    })
+    .expect("with 8-bit activations the host path takes the chunk")
+    .into_data()
+    .to_vec()
+    .unwrap();
+    let want = with_host_activations(HostActivations::Int8, || {
+        full_sequence_hidden(&loaded.model, &tokens)
+    });
+    let diff = max_abs_diff(&got, &want);
+    assert!(diff < 0.05, "{n}-token chunk: {diff}");
 }
 
 /// Every adapter's `B` (zero when fresh) filled with small values drawn from `seed`.

@@ -1,11 +1,11 @@
 //! Which product a weight kept in blocks gets on the CPU, by the activation format chosen
-//! (`kernels::HostActivations`): the 8-bit kernel takes up to `MAX_INT8_ROWS` rows, the f32
-//! kernel up to `MAX_FUSED_ROWS`, and longer inputs fall back to a dense product; the choice
-//! made for one thread leaves the others alone.
+//! (`kernels::HostActivations`): the 8-bit kernel takes every row count, the f32 kernel up to
+//! `MAX_FUSED_ROWS`, longer inputs then falling back to a dense product; the choice made for one
+//! thread leaves the others alone.
 
 use burn::tensor::{Tensor, TensorData};
 use mars2_engine::device::Cpu;
-use mars2_models::kernels::quantized::{fused_matmul, MAX_FUSED_ROWS, MAX_INT8_ROWS};
+use mars2_models::kernels::quantized::{fused_matmul, MAX_FUSED_ROWS};
 use mars2_models::kernels::{
     host_activations, reference, with_host_activations, HostActivations, QuantizedMatrix,
 };
@@ -40,10 +40,11 @@ fn product(
 fn each_activation_format_takes_its_rows() {
     let blocks = weights();
     let w = QuantizedMatrix::<Cpu>::new(blocks.clone(), &Default::default());
-    let rows = [1, MAX_FUSED_ROWS + 1, MAX_INT8_ROWS, MAX_INT8_ROWS + 1];
+    // 600 rows: a prompt chunk, through the 8-bit kernel's wide tiles and row blocks.
+    let rows = [1, MAX_FUSED_ROWS + 1, 600];
     for m in rows {
         let (x, got) = product(&w, m, HostActivations::Int8);
-        assert_eq!(got.is_some(), m <= MAX_INT8_ROWS, "int8, {m} rows");
+        assert!(got.is_some(), "int8, {m} rows");
         if let Some(got) = got {
             // Within the activations' rounding: half a step of max|x|/127 per value.
             let want = reference::quantized_matmul(&x, m, &blocks);

@@ -64,7 +64,16 @@ fn run(
     config: EngineConfig,
     requests: &[GenerationRequest],
 ) -> (Vec<GenerationOutput>, mars2_engine::scheduler::EngineStats) {
-    let loaded = model();
+    run_model(model(), config, requests)
+}
+
+/// Every request through one engine hosting `loaded` (requests alternate between two groups);
+/// the outputs in request order and the engine's counters.
+fn run_model(
+    loaded: LoadedModel<Cpu>,
+    config: EngineConfig,
+    requests: &[GenerationRequest],
+) -> (Vec<GenerationOutput>, mars2_engine::scheduler::EngineStats) {
     let mut engine = EngineCore::<Cpu>::new(config, Default::default());
     let agent = engine
         .add_agent("tiny", loaded.model, loaded.config, None)
@@ -235,4 +244,44 @@ fn requests_under_way_when_weights_change_start_over_on_the_new_weights() {
     assert_same(&got, &expected);
     assert!(got.iter().all(|g| g.weights_version == 1));
     assert_eq!(engine.stats().restarted_for_new_weights, requests.len());
+}
+
+/// The outputs of an engine over llama-tiny with its matrices in Q4_1 blocks.
+fn run_in_blocks(config: EngineConfig, requests: &[GenerationRequest]) -> Vec<GenerationOutput> {
+    let mut loaded = model();
+    loaded
+        .model
+        .quantize(mars2_models::quantized::QuantFormat::Q4_1)
+        .unwrap();
+    run_model(loaded, config, requests).0
+}
+
+#[test]
+fn an_engine_multiplies_blocks_with_the_activations_its_config_names() {
+    use mars2_models::kernels::{with_host_activations, HostActivations};
+    let requests: Vec<_> = prompts()
+        .into_iter()
+        .take(2)
+        .map(|p| request(p, 0))
+        .collect();
+    let with = |activations| EngineConfig {
+        activations,
+        ..EngineConfig::default()
+    };
+    let int8 = run_in_blocks(with(Some(HostActivations::Int8)), &requests);
+    // The same as the thread's own choice, whatever the thread chose otherwise.
+    let chosen_here = with_host_activations(HostActivations::Int8, || {
+        run_in_blocks(with(None), &requests)
+    });
+    let overridden = with_host_activations(HostActivations::F32, || {
+        run_in_blocks(with(Some(HostActivations::Int8)), &requests)
+    });
+    for other in [&chosen_here, &overridden] {
+        for (a, b) in int8.iter().zip(other) {
+            assert_eq!((&a.tokens, &a.logprobs), (&b.tokens, &b.logprobs));
+        }
+    }
+    // f32 activations give other log-probabilities (the 8-bit rounding shows).
+    let f32 = run_in_blocks(with(Some(HostActivations::F32)), &requests);
+    assert_ne!(int8[0].logprobs, f32[0].logprobs);
 }

@@ -41,11 +41,13 @@ pub fn skinny_matmul<B: Backend>(
     if m == 0 || m > skinny::MAX_ROWS {
         return None;
     }
-    let x_data = x.to_data();
-    let x_host = x_data.as_slice::<f32>().ok()?;
-    let y = with_f32_values(w, false, |w_host| {
-        skinny::matmul(x_host, m, k, w_host, n, layout)
-    })?;
+    // `x` is read in place: `to_data` of a tensor that is still referenced copies it value by
+    // value through a dynamic-rank iterator, which costs more than the product on long inputs.
+    let y = with_f32_values(x, true, |x_host| {
+        with_f32_values(w, false, |w_host| {
+            skinny::matmul(x_host, m, k, w_host, n, layout)
+        })
+    })??;
     Some(Tensor::from_data(TensorData::new(y, [m, n]), &x.device()))
 }
 
@@ -71,7 +73,19 @@ pub(crate) fn with_f32_values<B: Backend, const D: usize, R>(
     if !copy_if_strided {
         return None;
     }
-    let values: Vec<f32> = view.iter().copied().collect();
+    // One copy per run along the last axis: a value-by-value walk of a dynamic-rank view
+    // costs several times more.
+    let mut values = Vec::with_capacity(view.len());
+    if view.ndim() == 0 {
+        values.extend(view.iter().copied());
+    } else {
+        for lane in view.lanes(ndarray::Axis(view.ndim() - 1)) {
+            match lane.as_slice() {
+                Some(run) => values.extend_from_slice(run),
+                None => values.extend(lane.iter().copied()),
+            }
+        }
+    }
     Some(f(&values))
 }
 
@@ -121,15 +135,14 @@ pub fn quantized_matmul<B: Backend>(
     if k != w.cols {
         return None;
     }
-    let x_data = x.to_data();
-    let x_host = x_data.as_slice::<f32>().ok()?;
-    let y = match super::host_activations() {
+    // Read in place, as in `skinny_matmul`.
+    let y = with_f32_values(x, true, |x_host| match super::host_activations() {
         super::HostActivations::F32 => super::skinny_quantized::matmul(x_host, m, w),
         super::HostActivations::Int8 => {
             let x_q8 = super::int8_dot::Q8Activations::quantize(x_host, m, k);
             super::int8_dot::matmul(&x_q8, w)
         }
-    };
+    })?;
     Some(Tensor::from_data(
         TensorData::new(y, [m, w.rows]),
         &x.device(),

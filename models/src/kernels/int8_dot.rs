@@ -7,8 +7,9 @@
 //! with a minimum.
 //!
 //! The integer dot products run on AVX2 (`vpmaddubsw` + `vpmaddwd`) or AVX-512 VNNI
-//! (`vpdpbusd`, two blocks per instruction) where the CPU has them, chosen at run time, and in
-//! portable Rust elsewhere; [`matmul_reference`] is the obvious loop they are tested against.
+//! (`vpdpbusd`, two blocks per instruction, in register tiles: [`super::int8_tiles`]) where the
+//! CPU has them, chosen at run time, and in portable Rust elsewhere; [`matmul_reference`] is the
+//! obvious loop they are tested against.
 //! Each output element is computed from its row of `x` alone, so a row gets bitwise the same
 //! result alone or in a batch.
 
@@ -23,6 +24,10 @@ const TASKS_PER_THREAD: usize = 4;
 const MIN_CHUNK: usize = 16;
 /// Rows of `x` that go through one column's weights while they are in the L1 cache.
 const ROW_TILE: usize = 8;
+/// Rows whose codes the tiled kernel keeps in the L2 cache while a chunk's weight rows pass.
+const ROW_BLOCK: usize = 64;
+/// Fewest rows for which the tiled kernel takes four weight rows at a time.
+const WIDE_TILE_ROWS: usize = 16;
 
 /// Rows of activations in blocks of 32 signed 8-bit codes with an f32 scale each.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,43 +152,95 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
     let chunk = n
         .div_ceil(TASKS_PER_THREAD * rayon::current_num_threads())
         .max(MIN_CHUNK);
-    super::skinny::by_column_chunks(m, n, chunk, |cols| {
-        let width = cols.len();
-        let mut out = vec![0.0f32; m * width];
-        for tile in (0..m).step_by(ROW_TILE) {
-            let tile_rows = &rows[tile..m.min(tile + ROW_TILE)];
-            for (j, col) in cols.clone().enumerate() {
-                let weights = WRow::of(w, col);
-                let mut r = 0;
-                while r < tile_rows.len() {
-                    // Up to four rows share each unpacked weight block.
-                    let take = (tile_rows.len() - r).min(4);
-                    let group = &tile_rows[r..r + take];
-                    let mut sums = [0.0f32; 4];
-                    dot_rows(isa, w.format, &weights, group, &mut sums[..take]);
-                    for (i, sum) in sums[..take].iter().enumerate() {
-                        let row = &group[i];
-                        let minimum = if w.format.has_mins() {
-                            lane_dot(weights.mins, row.block_sums)
-                        } else {
-                            0.0
-                        };
-                        out[(tile + r + i) * width + j] = sum + minimum;
-                    }
-                    r += take;
+    super::skinny::by_column_chunks(m, n, chunk, |cols| match isa {
+        #[cfg(target_arch = "x86_64")]
+        DotIsa::Avx512Vnni => by_tiles(w, &rows, cols),
+        _ => by_rows(isa, w, &rows, cols),
+    })
+}
+
+/// Columns `cols` of every row, `[m, cols.len()]`: weight rows one at a time, each unpacked
+/// block shared by up to four activation rows.
+fn by_rows(
+    isa: DotIsa,
+    w: &QuantizedBlocks,
+    rows: &[XRow],
+    cols: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let (m, width) = (rows.len(), cols.len());
+    let mut out = vec![0.0f32; m * width];
+    for tile in (0..m).step_by(ROW_TILE) {
+        let tile_rows = &rows[tile..m.min(tile + ROW_TILE)];
+        for (j, col) in cols.clone().enumerate() {
+            let weights = WRow::of(w, col);
+            let mut r = 0;
+            while r < tile_rows.len() {
+                let take = (tile_rows.len() - r).min(4);
+                let group = &tile_rows[r..r + take];
+                let mut sums = [0.0f32; 4];
+                dot_rows(isa, w.format, &weights, group, &mut sums[..take]);
+                for (i, sum) in sums[..take].iter().enumerate() {
+                    out[(tile + r + i) * width + j] =
+                        sum + minimum_term(w.format, &weights, &group[i]);
                 }
+                r += take;
             }
         }
-        out
-    })
+    }
+    out
+}
+
+/// Columns `cols` of every row through [`int8_tiles`]' register tiles: rows in blocks of
+/// [`ROW_BLOCK`] (their codes stay in the L2 cache while the weight rows pass), up to four
+/// activation rows per tile, and one weight row per tile below [`WIDE_TILE_ROWS`] rows (the
+/// weights then stream from memory in order, which a decode step's few rows are bound by),
+/// four from there (a short last group repeats its last row). Each output element's arithmetic
+/// is the same either way.
+#[cfg(target_arch = "x86_64")]
+fn by_tiles(w: &QuantizedBlocks, rows: &[XRow], cols: std::ops::Range<usize>) -> Vec<f32> {
+    use super::int8_tiles::{tile, TILE_COLS, TILE_ROWS};
+    let (m, width) = (rows.len(), cols.len());
+    let mut out = vec![0.0f32; m * width];
+    if m < WIDE_TILE_ROWS {
+        // Each group of rows meets every weight row of the chunk in one call, the weights
+        // streaming in order.
+        for (g, group) in rows.chunks(TILE_ROWS).enumerate() {
+            let at = g * TILE_ROWS * width;
+            // SAFETY: only called for `DotIsa::Avx512Vnni`, which `matmul_with` checked; the
+            // rows hold `w.cols / 32` blocks and `out` holds every row's `width` columns.
+            unsafe { tile(w, cols.clone(), false, group, &mut out[at..], width) };
+        }
+        return out;
+    }
+    for block in (0..m).step_by(ROW_BLOCK) {
+        let block_rows = &rows[block..m.min(block + ROW_BLOCK)];
+        for first in (0..width).step_by(TILE_COLS) {
+            let tile_cols = cols.start + first..cols.start + width.min(first + TILE_COLS);
+            for (t, group) in block_rows.chunks(TILE_ROWS).enumerate() {
+                let at = (block + t * TILE_ROWS) * width + first;
+                // SAFETY: as above.
+                unsafe { tile(w, tile_cols.clone(), true, group, &mut out[at..], width) };
+            }
+        }
+    }
+    out
+}
+
+/// Q4_1's `Σ m_w·d_x·Σq_x` over the blocks (zero for formats without minimums).
+fn minimum_term(format: QuantFormat, w: &WRow, row: &XRow) -> f32 {
+    if format.has_mins() {
+        lane_dot(w.mins, row.block_sums)
+    } else {
+        0.0
+    }
 }
 
 /// One activation row.
 #[derive(Clone, Copy)]
-struct XRow<'a> {
-    codes: &'a [i8],
-    scales: &'a [f32],
-    block_sums: &'a [f32],
+pub(super) struct XRow<'a> {
+    pub(super) codes: &'a [i8],
+    pub(super) scales: &'a [f32],
+    pub(super) block_sums: &'a [f32],
 }
 
 /// One weight row (one output column).
@@ -216,11 +273,9 @@ fn dot_rows(isa: DotIsa, format: QuantFormat, w: &WRow, rows: &[XRow], sums: &mu
     match isa {
         DotIsa::Portable => portable::dot_rows(format, w, rows, sums),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `matmul_with` checked that the CPU has the instructions.
-        DotIsa::Avx2 => unsafe { avx2::dot_rows(format, w, rows, sums, 0) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        DotIsa::Avx512Vnni => unsafe { avx512::dot_rows(format, w, rows, sums) },
+        // SAFETY: `matmul_with` checked that the CPU has the instructions (AVX-512 VNNI
+        // implies AVX2).
+        DotIsa::Avx2 | DotIsa::Avx512Vnni => unsafe { avx2::dot_rows(format, w, rows, sums) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => portable::dot_rows(format, w, rows, sums),
     }
@@ -298,47 +353,36 @@ mod avx2 {
         _mm256_set_m128i(high, low)
     }
 
-    /// Blocks `from..` of every row (see [`super::dot_rows`]). Each row keeps two accumulators,
+    /// Every row's products (see [`super::dot_rows`]). Each row keeps two accumulators,
     /// one for even and one for odd blocks, so that consecutive blocks do not wait on each
     /// other's multiply-add.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_rows(
-        format: QuantFormat,
-        w: &WRow,
-        rows: &[XRow],
-        sums: &mut [f32],
-        from: usize,
-    ) {
+    pub unsafe fn dot_rows(format: QuantFormat, w: &WRow, rows: &[XRow], sums: &mut [f32]) {
         match (format, rows.len()) {
-            (QuantFormat::Q8_0, 1) => tile::<1, 0>(w, rows, sums, from),
-            (QuantFormat::Q8_0, 2) => tile::<2, 0>(w, rows, sums, from),
-            (QuantFormat::Q8_0, 3) => tile::<3, 0>(w, rows, sums, from),
-            (QuantFormat::Q8_0, _) => tile::<4, 0>(w, rows, sums, from),
-            (QuantFormat::Q4_1, 1) => tile::<1, 1>(w, rows, sums, from),
-            (QuantFormat::Q4_1, 2) => tile::<2, 1>(w, rows, sums, from),
-            (QuantFormat::Q4_1, 3) => tile::<3, 1>(w, rows, sums, from),
-            (QuantFormat::Q4_1, _) => tile::<4, 1>(w, rows, sums, from),
-            (QuantFormat::Q6_K, 1) => tile::<1, 2>(w, rows, sums, from),
-            (QuantFormat::Q6_K, 2) => tile::<2, 2>(w, rows, sums, from),
-            (QuantFormat::Q6_K, 3) => tile::<3, 2>(w, rows, sums, from),
-            (QuantFormat::Q6_K, _) => tile::<4, 2>(w, rows, sums, from),
+            (QuantFormat::Q8_0, 1) => tile::<1, 0>(w, rows, sums),
+            (QuantFormat::Q8_0, 2) => tile::<2, 0>(w, rows, sums),
+            (QuantFormat::Q8_0, 3) => tile::<3, 0>(w, rows, sums),
+            (QuantFormat::Q8_0, _) => tile::<4, 0>(w, rows, sums),
+            (QuantFormat::Q4_1, 1) => tile::<1, 1>(w, rows, sums),
+            (QuantFormat::Q4_1, 2) => tile::<2, 1>(w, rows, sums),
+            (QuantFormat::Q4_1, 3) => tile::<3, 1>(w, rows, sums),
+            (QuantFormat::Q4_1, _) => tile::<4, 1>(w, rows, sums),
+            (QuantFormat::Q6_K, 1) => tile::<1, 2>(w, rows, sums),
+            (QuantFormat::Q6_K, 2) => tile::<2, 2>(w, rows, sums),
+            (QuantFormat::Q6_K, 3) => tile::<3, 2>(w, rows, sums),
+            (QuantFormat::Q6_K, _) => tile::<4, 2>(w, rows, sums),
         }
     }
 
     /// `R` rows; `F`: 0 Q8_0, 1 Q4_1, 2 Q6_K.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const R: usize, const F: u8>(
-        w: &WRow,
-        rows: &[XRow],
-        sums: &mut [f32],
-        from: usize,
-    ) {
+    unsafe fn tile<const R: usize, const F: u8>(w: &WRow, rows: &[XRow], sums: &mut [f32]) {
         let blocks = rows[0].scales.len();
         let x_codes: [*const i8; R] = std::array::from_fn(|r| rows[r].codes.as_ptr());
         let x_scales: [*const f32; R] = std::array::from_fn(|r| rows[r].scales.as_ptr());
         let mut even = [_mm256_setzero_ps(); R];
         let mut odd = [_mm256_setzero_ps(); R];
-        let mut b = from;
+        let mut b = 0;
         while b + 1 < blocks {
             add_block::<R, F>(w, &x_codes, &x_scales, b, &mut even);
             add_block::<R, F>(w, &x_codes, &x_scales, b + 1, &mut odd);
@@ -390,94 +434,6 @@ mod avx2 {
             let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
             let scale = _mm256_mul_ps(weight_scale, _mm256_set1_ps(*x_scales[r].add(b)));
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(quads), scale, acc[r]);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::*;
-
-    /// Pairs of blocks with `vpdpbusd` (64 code pairs per instruction), the odd last block
-    /// through the AVX2 path (see [`super::dot_rows`]).
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-    pub unsafe fn dot_rows(format: QuantFormat, w: &WRow, rows: &[XRow], sums: &mut [f32]) {
-        match (format, rows.len()) {
-            (QuantFormat::Q8_0, 1) => tile::<1, 0>(w, rows, sums),
-            (QuantFormat::Q8_0, 2) => tile::<2, 0>(w, rows, sums),
-            (QuantFormat::Q8_0, 3) => tile::<3, 0>(w, rows, sums),
-            (QuantFormat::Q8_0, _) => tile::<4, 0>(w, rows, sums),
-            (QuantFormat::Q4_1, 1) => tile::<1, 1>(w, rows, sums),
-            (QuantFormat::Q4_1, 2) => tile::<2, 1>(w, rows, sums),
-            (QuantFormat::Q4_1, 3) => tile::<3, 1>(w, rows, sums),
-            (QuantFormat::Q4_1, _) => tile::<4, 1>(w, rows, sums),
-            (QuantFormat::Q6_K, 1) => tile::<1, 2>(w, rows, sums),
-            (QuantFormat::Q6_K, 2) => tile::<2, 2>(w, rows, sums),
-            (QuantFormat::Q6_K, 3) => tile::<3, 2>(w, rows, sums),
-            (QuantFormat::Q6_K, _) => tile::<4, 2>(w, rows, sums),
-        }
-        let blocks = rows[0].scales.len();
-        if blocks % 2 == 1 {
-            super::avx2::dot_rows(format, w, rows, sums, blocks - 1);
-        }
-    }
-
-    /// `R` rows; `F`: 0 Q8_0, 1 Q4_1, 2 Q6_K. Lanes 0..8 hold block `b`, 8..16 block `b + 1`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-    unsafe fn tile<const R: usize, const F: u8>(w: &WRow, rows: &[XRow], sums: &mut [f32]) {
-        let wpb = if F == 1 { 4 } else { 8 };
-        let pairs = rows[0].scales.len() / 2;
-        let mask = _mm256_set1_epi8(0x0f);
-        // Scales of two blocks spread over their lanes: one per block, or (Q6_K) one per half.
-        let by_block = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-        let by_half = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-        let mut acc = [_mm512_setzero_ps(); R];
-        let x_codes: [*const i8; R] = std::array::from_fn(|r| rows[r].codes.as_ptr());
-        let x_scales: [*const f32; R] = std::array::from_fn(|r| rows[r].scales.as_ptr());
-        let w_codes = w.codes.as_ptr() as *const u8;
-        let w_scales = w.scales.as_ptr();
-        for p in 0..pairs {
-            let b = 2 * p;
-            let at = w_codes.add(4 * wpb * b);
-            let (unsigned, negative) = if F == 1 {
-                // Two blocks' 32 packed bytes → [low₀ high₀ low₁ high₁] in 128-bit lanes.
-                let packed = _mm256_loadu_si256(at as *const __m256i);
-                let low = _mm256_and_si256(packed, mask);
-                let high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
-                let both = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-                (_mm512_shuffle_i64x2(both, both, 0b11_01_10_00), 0)
-            } else {
-                let codes = _mm512_loadu_si512(at as *const __m512i);
-                (_mm512_abs_epi8(codes), _mm512_movepi8_mask(codes))
-            };
-            let weight_scale = if F == 2 {
-                let four = _mm512_castps128_ps512(_mm_loadu_ps(w_scales.add(2 * b)));
-                _mm512_permutexvar_ps(by_half, four)
-            } else {
-                let two = _mm512_castpd_ps(_mm512_set1_pd(std::ptr::read_unaligned(
-                    w_scales.add(b) as *const f64,
-                )));
-                _mm512_permutexvar_ps(by_block, two)
-            };
-            for r in 0..R {
-                let x = _mm512_loadu_si512(x_codes[r].add(BLOCK * b) as *const __m512i);
-                let x = if F == 1 {
-                    x
-                } else {
-                    _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x)
-                };
-                let quads = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned, x);
-                let two = _mm512_castpd_ps(_mm512_set1_pd(std::ptr::read_unaligned(
-                    x_scales[r].add(b) as *const f64,
-                )));
-                let scale = _mm512_mul_ps(weight_scale, _mm512_permutexvar_ps(by_block, two));
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(quads), scale, acc[r]);
-            }
-        }
-        for r in 0..R {
-            sums[r] += _mm512_reduce_add_ps(acc[r]);
         }
     }
 }
@@ -539,7 +495,13 @@ mod tests {
     fn every_instruction_set_matches_the_reference_on_random_inputs() {
         for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
             // Odd block counts exercise the two-block loop's tail.
-            for &(m, n, k) in &[(1, 1, 32), (3, 65, 96), (9, 70, 320), (17, 7, 64)] {
+            for &(m, n, k) in &[
+                (1, 1, 32),
+                (3, 65, 96),
+                (9, 70, 320),
+                (17, 7, 64),
+                (70, 9, 96),
+            ] {
                 let w = QuantizedBlocks::quantize(format, &random(n * k, 1), n, k).unwrap();
                 let x = Q8Activations::quantize(&random(m * k, 2), m, k);
                 let want = matmul_reference(&x, &w);
@@ -583,13 +545,23 @@ mod tests {
 
     #[test]
     fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
-        let (n, k) = (150, 128);
-        let w = QuantizedBlocks::quantize(QuantFormat::Q4_1, &random(n * k, 3), n, k).unwrap();
-        let xs = random(5 * k, 4);
-        let batch = matmul(&Q8Activations::quantize(&xs, 5, k), &w);
-        for r in 0..5 {
-            let alone = matmul(&Q8Activations::quantize(&xs[r * k..(r + 1) * k], 1, k), &w);
-            assert_eq!(alone, batch[r * n..(r + 1) * n], "row {r}");
+        // 70 rows cross the tiled kernel's row blocks; 96 columns end on an odd block.
+        let (m, n, k) = (70, 150, 96);
+        let xs = random(m * k, 4);
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
+            let w = QuantizedBlocks::quantize(format, &random(n * k, 3), n, k).unwrap();
+            for isa in isas() {
+                let batch = matmul_with(isa, &Q8Activations::quantize(&xs, m, k), &w);
+                for r in [0, 3, 5, 64, 69] {
+                    let x = Q8Activations::quantize(&xs[r * k..(r + 1) * k], 1, k);
+                    let alone = matmul_with(isa, &x, &w);
+                    assert_eq!(
+                        alone,
+                        batch[r * n..(r + 1) * n],
+                        "{format:?} {isa:?} row {r}"
+                    );
+                }
+            }
         }
     }
 }

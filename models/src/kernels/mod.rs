@@ -26,6 +26,8 @@ pub mod host_attention;
 pub mod host_ops;
 pub mod host_sampling;
 pub mod int8_dot;
+#[cfg(target_arch = "x86_64")]
+mod int8_tiles;
 pub mod quantized;
 pub mod quantized_autodiff;
 mod quantized_module;
@@ -68,13 +70,36 @@ pub fn enabled() -> bool {
 }
 
 /// How the host kernel multiplies activations with weights kept in blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HostActivations {
     /// Blocks unpacked to f32 and multiplied with the f32 activations ([`skinny_quantized`]).
     F32,
     /// Activations quantized to 8-bit blocks once per product, integer dot products
     /// ([`int8_dot`]), as llama.cpp computes: faster, with the activations' rounding error.
     Int8,
+}
+
+impl HostActivations {
+    /// Its name on command lines and in run records.
+    pub fn name(self) -> &'static str {
+        match self {
+            HostActivations::F32 => "f32",
+            HostActivations::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for HostActivations {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(HostActivations::F32),
+            "int8" => Ok(HostActivations::Int8),
+            _ => Err(format!("unknown activations {s:?} (supported: f32, int8)")),
+        }
+    }
 }
 
 /// 0: not decided yet (read `MARS2_ACTIVATIONS`), 1: f32, 2: int8.

@@ -20,10 +20,6 @@ use crate::quantized::{QuantFormat, QuantizedBlocks};
 
 /// Most rows of `x` the fused kernels take; more rows amortize unpacking the weight once.
 pub const MAX_FUSED_ROWS: usize = 16;
-/// Most rows the host kernel with 8-bit activations takes: it beats unpacking the weight for a
-/// dense product at decode batches, and loses to it on long prompts (512 rows: about half the
-/// speed, `cargo xtask bench vs-llama-cpp`).
-pub const MAX_INT8_ROWS: usize = 64;
 
 /// A `[rows, cols]` weight (`[out, in]`) in a block format, on a backend's device.
 #[derive(Debug, Clone)]
@@ -160,8 +156,9 @@ pub fn quantized_linear<B: Backend>(x: Tensor<B, 3>, w: &QuantizedMatrix<B>) -> 
 
 /// `x` `[m, k]` times `Wᵀ` through a fused kernel (the host kernel on ndarray, the CubeCL
 /// kernel on GPU backends); `None` on a backend without one, and for more than
-/// [`MAX_FUSED_ROWS`] rows ([`MAX_INT8_ROWS`] when the host kernel quantizes the activations
-/// to 8 bits).
+/// [`MAX_FUSED_ROWS`] rows unless the host kernel quantizes the activations to 8 bits (its
+/// register tiles beat unpacking the weight for a dense product at every row count:
+/// `cargo bench -p mars2-benches --bench quantized_dot`).
 pub fn fused_matmul<B: Backend>(x: &Tensor<B, 2>, w: &QuantizedMatrix<B>) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     if m == 0 || k != w.cols {
@@ -172,7 +169,7 @@ pub fn fused_matmul<B: Backend>(x: &Tensor<B, 2>, w: &QuantizedMatrix<B>) -> Opt
         Storage::Host(blocks) => {
             let most = match super::host_activations() {
                 super::HostActivations::F32 => MAX_FUSED_ROWS,
-                super::HostActivations::Int8 => MAX_INT8_ROWS,
+                super::HostActivations::Int8 => usize::MAX,
             };
             (m <= most)
                 .then(|| host::quantized_matmul(x, blocks))
