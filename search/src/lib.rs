@@ -12,6 +12,7 @@
 //! ([`report`]); [`intervals`] gives figures over problems their confidence intervals. The
 //! search never touches tensors.
 
+pub mod comparison;
 pub mod config;
 pub mod diversity;
 pub mod error;

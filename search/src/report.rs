@@ -17,7 +17,7 @@ const ANSWER_CHARS: usize = 2000;
 /// Shown for a value that is unknown.
 const NONE: &str = "–";
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:78em;padding:0 1em}
 table{border-collapse:collapse;margin:.4em 0 1.2em}
 th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left}
@@ -95,7 +95,7 @@ fn check(passed: bool) -> &'static str {
 
 /// A table under a heading; `header` holds the column names separated by `|` (empty for
 /// none). Cells are already HTML.
-fn table(out: &mut String, heading: &str, header: &str, rows: Vec<Vec<String>>) {
+pub(crate) fn table(out: &mut String, heading: &str, header: &str, rows: Vec<Vec<String>>) {
     out.push_str(&format!("<h2>{heading}</h2>\n<table>\n"));
     if !header.is_empty() {
         let cells: String = header.split('|').map(|h| format!("<th>{h}</th>")).collect();

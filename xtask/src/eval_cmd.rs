@@ -99,6 +99,11 @@ pub struct EvalArgs {
     /// (`q8_0`, `q4_1`, or `stored` for a GGUF file's own blocks): faster decoding on the CPU.
     #[arg(long)]
     pub quantize: Option<mars2_models::Quantization>,
+    /// With blocks on the CPU: multiply them with f32 activations, or with activations
+    /// quantized to 8 bits as llama.cpp does (`int8`: faster, with the activations' rounding).
+    /// Unset: `MARS2_ACTIVATIONS`, else f32.
+    #[arg(long)]
+    pub activations: Option<mars2_models::kernels::HostActivations>,
     /// End each answer at the close of its first fenced code block, as `train`'s rollouts do:
     /// the tokens a model writes after its program are never judged.
     #[arg(long)]
@@ -139,6 +144,7 @@ impl EvalArgs {
             da_k: self.da_k,
             blend_alpha: self.blend_alpha,
             quantize: self.quantize,
+            activations: self.activations,
             prompt_style: self.prompt_style,
             definitions_only: self.definitions_only,
             device: self.device,

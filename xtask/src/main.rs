@@ -6,6 +6,7 @@ mod bench_train_step;
 mod bench_vs_llama_cpp;
 mod benchmark;
 mod cmd_sandbox;
+mod compare_cmd;
 mod error_text;
 mod eval_cmd;
 mod fetch_model;
@@ -53,6 +54,9 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Grow search trees on a benchmark and write summary.json, trees.jsonl, report.html.
     Eval(eval_cmd::EvalArgs),
+    /// Run a grid of eval settings on the same problems and report each with 95 % intervals
+    /// and every pair's paired difference (comparison.json, report.html, plots).
+    Compare(compare_cmd::CompareArgs),
     /// Redraw a training run's plots/*.png from its metrics.jsonl.
     Plot(plot_cmd::PlotArgs),
     /// Train the T+ reward model from search trees (rollouts.jsonl, trees.jsonl).
@@ -89,5 +93,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sft(args) => sft_cmd::run(args),
         Command::TrainRm(args) => rm_cmd::run(args),
         Command::Plot(args) => plot_cmd::run(args),
+        Command::Compare(args) => compare_cmd::run(args),
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
+use mars2_search::intervals::Interval;
 use plotters::prelude::*;
 use plotters::style::register_font;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -155,12 +156,51 @@ pub fn write_training_plots(metrics: &Path, out_dir: &Path) -> Result<Vec<PathBu
             continue;
         }
         let file = out_dir.join(format!("{}.png", curve.stem));
-        draw(&file, curve, &lines, text)
+        let labels = (curve.title, "optimizer step", curve.y_label);
+        draw(&file, labels, &lines, &[], text)
             .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("drawing {}", file.display()))?;
         written.push(file);
     }
     Ok(written)
+}
+
+/// One line of an interval plot: its legend and its points, each `(x, interval)`.
+pub type IntervalLine = (String, Vec<(f64, Interval)>);
+
+/// Draws `lines` into `file`, each point with its interval as a vertical bar.
+pub fn write_interval_plot(
+    file: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[IntervalLine],
+) -> Result<()> {
+    let plotted: Vec<Line> = lines
+        .iter()
+        .map(|(label, points)| {
+            let xy = points.iter().map(|(x, i)| (*x, i.estimate)).collect();
+            (label.as_str(), xy)
+        })
+        .collect();
+    let bars: Vec<Vec<(f64, f64, f64, f64)>> = lines
+        .iter()
+        .map(|(_, points)| {
+            points
+                .iter()
+                .map(|(x, i)| (*x, i.low, i.estimate, i.high))
+                .collect()
+        })
+        .collect();
+    draw(
+        file,
+        (title, x_label, y_label),
+        &plotted,
+        &bars,
+        font_ready(),
+    )
+    .map_err(|e| anyhow!("{e}"))
+    .with_context(|| format!("drawing {}", file.display()))
 }
 
 /// Reads a metrics file leniently: unknown keys are ignored and missing ones skipped, but a
@@ -290,10 +330,13 @@ fn padded_range(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Draws `lines` (title, x and y axis names in `labels`), each point of line `i` with the
+/// vertical bar `bars[i]` holds for it (`(x, low, mid, high)`; none where `bars` is shorter).
 fn draw(
     file: &Path,
-    curve: &Curve,
+    (title, x_label, y_label): (&str, &str, &str),
     lines: &[Line],
+    bars: &[Vec<(f64, f64, f64, f64)>],
     text: bool,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(file, PLOT_SIZE).into_drawing_area();
@@ -314,8 +357,12 @@ fn draw(
     let (plot_area, legend_area) = root.split_horizontally(PLOT_SIZE.0 - legend_width);
 
     let all = lines.iter().flat_map(|(_, xy)| xy.iter().copied());
+    let bar_ends = bars
+        .iter()
+        .flatten()
+        .flat_map(|&(x, low, _, high)| [(x, low), (x, high)]);
     let (x0, x1) = padded_range(all.clone().map(|p| p.0));
-    let (y0, y1) = padded_range(all.clone().map(|p| p.1));
+    let (y0, y1) = padded_range(all.clone().chain(bar_ends).map(|p| p.1));
     // Steps are whole numbers: no more x labels than steps, so none fall between them.
     let first = all.clone().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let last = all.map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
@@ -324,7 +371,7 @@ fn draw(
     builder.margin(14);
     if text {
         builder
-            .caption(curve.title, (FONT, 22))
+            .caption(title, (FONT, 22))
             .x_label_area_size(50)
             .y_label_area_size(90);
     }
@@ -338,8 +385,8 @@ fn draw(
     let mut mesh = chart.configure_mesh();
     mesh.light_line_style(RGBColor(235, 235, 235));
     if text {
-        mesh.x_desc("optimizer step")
-            .y_desc(curve.y_label)
+        mesh.x_desc(x_label)
+            .y_desc(y_label)
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .x_labels(x_ticks)
@@ -353,6 +400,11 @@ fn draw(
         let color = COLORS[i % COLORS.len()];
         chart.draw_series(LineSeries::new(xy.iter().copied(), color.stroke_width(2)))?;
         chart.draw_series(xy.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        if let Some(bars) = bars.get(i) {
+            chart.draw_series(bars.iter().map(|&(x, low, mid, high)| {
+                ErrorBar::new_vertical(x, low, mid, high, color.filled(), 10)
+            }))?;
+        }
     }
 
     if text {
@@ -476,7 +528,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("loss.png");
         let lines = [("a", vec![(0.0, 1.0), (1.0, 0.5)]), ("b", vec![(0.0, 2.0)])];
-        draw(&file, &CURVES[0], &lines, false).unwrap();
+        let labels = (CURVES[0].title, "optimizer step", CURVES[0].y_label);
+        draw(&file, labels, &lines, &[], false).unwrap();
+        assert_png(&file);
+    }
+
+    #[test]
+    fn interval_plots_draw_every_line_with_its_bars() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass.png");
+        let at = |estimate: f64| Interval {
+            estimate,
+            low: estimate - 5.0,
+            high: estimate + 5.0,
+        };
+        let lines = [
+            (
+                "method=sample".to_string(),
+                vec![(1.0, at(10.0)), (8.0, at(20.0))],
+            ),
+            (
+                "method=abmcts".to_string(),
+                vec![(1.0, at(12.0)), (8.0, at(30.0))],
+            ),
+        ];
+        write_interval_plot(&file, "Pass@1(MCTS)", "nodes", "%", &lines).unwrap();
         assert_png(&file);
     }
 }

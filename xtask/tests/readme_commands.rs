@@ -211,6 +211,21 @@ fn every_readme_command_runs_on_tiny_inputs() {
         ],
     );
     run("plot", &[&arg(&train_out)]);
+    let compare = tmp.join("compare.toml");
+    std::fs::write(
+        &compare,
+        format!(
+            "[common]\nbenchmark = \"mbpp\"\nagent = [{m:?}]\nlimit = 1\nsamples = 0\n\
+             max_new_tokens = 1\n[grid]\nmethod = [\"sample\", \"abmcts\"]\nbudget = [1, 2]\n"
+        ),
+    )
+    .expect("comparison config");
+    let compared = tmp.join("compare");
+    run(
+        "compare",
+        &["--config", &arg(&compare), "--out", &arg(&compared)],
+    );
+    assert!(compared.join("comparison.json").exists() && compared.join("report.html").exists());
 
     covered.extend(skipped);
     let listed = readme_subcommands();

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use mars2_engine::{DeviceKind, DeviceSpec, SamplingParams};
+use mars2_models::kernels::HostActivations;
 use mars2_models::Quantization;
 use mars2_sandbox::Split;
 use serde_json::{json, Value};
@@ -47,6 +48,8 @@ pub struct EvalConfig {
     pub blend_alpha: Option<f64>,
     /// Keep the agents' matrices in a block format while searching.
     pub quantize: Option<Quantization>,
+    /// How the CPU multiplies activations with blocks (`None`: the process-wide choice).
+    pub activations: Option<HostActivations>,
     pub prompt_style: PromptStyle,
     /// Judge only a program's imports, definitions and assignments (EvalPlus's sanitizing).
     pub definitions_only: bool,
@@ -77,6 +80,7 @@ impl Default for EvalConfig {
             da_k: 8,
             blend_alpha: None,
             quantize: None,
+            activations: None,
             prompt_style: PromptStyle::Project,
             definitions_only: false,
             device: DeviceKind::Cpu.into(),
@@ -150,6 +154,9 @@ impl EvalConfig {
         if let Some(q) = self.quantize {
             settings["quantize"] = json!(q.name());
         }
+        if let Some(a) = self.activations {
+            settings["activations"] = json!(a.name());
+        }
         settings
     }
 }
@@ -185,5 +192,9 @@ mod tests {
         config.quantize = Some(Quantization::AsStored);
         let settings = config.settings("humaneval", Split::Test, &models, None);
         assert_eq!(settings["quantize"], "stored");
+        assert!(settings.get("activations").is_none());
+        config.activations = Some(HostActivations::Int8);
+        let settings = config.settings("humaneval", Split::Test, &models, None);
+        assert_eq!(settings["activations"], "int8");
     }
 }

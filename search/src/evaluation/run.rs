@@ -113,6 +113,7 @@ pub fn evaluate<B: Backend>(
 
     let engine = EngineConfig {
         kv_cache_bytes: config.kv_cache_mb << 20,
+        activations: config.activations,
         ..EngineConfig::default()
     };
     let loaded = load_team::<B>(&agents, engine, &config.sampling(), config.quantize, device)?;

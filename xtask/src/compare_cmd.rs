@@ -1,0 +1,210 @@
+//! `cargo xtask compare --config FILE --out DIR`: runs every setting of a comparison as an
+//! ordinary `eval` in `DIR/settings/NAME` (rerunning resumes each where it stopped), then
+//! writes `comparison.json`, `report.html` and the budget-scaling plots into `DIR`.
+//! `--report-only` skips the runs and reports on what the directories hold.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use mars2_search::comparison::{
+    compare, render_comparison, Comparison, ComparisonConfig, Metric, ProblemValues, SettingResult,
+};
+use mars2_search::records::{read_records, write_atomically, TREES_FILE};
+
+use crate::error_text::error_text;
+use crate::eval_cmd::{self, EvalArgs};
+use crate::plots::{write_interval_plot, IntervalLine};
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// The comparison's TOML file: `[common]` options, a `[grid]` of option values, and
+    /// `[[setting]]` tables, each option a flag of `cargo xtask eval` without its dashes.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The comparison's directory (created; an existing one is resumed).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Report on the runs already in `--out` without running anything.
+    #[arg(long)]
+    pub report_only: bool,
+}
+
+/// `cargo xtask eval`'s arguments, parsed from a setting's options.
+#[derive(Parser, Debug)]
+#[command(name = "setting", no_binary_name = true)]
+struct SettingCli {
+    #[command(flatten)]
+    eval: EvalArgs,
+}
+
+/// Metrics plotted against the budget.
+const PLOTTED: [(Metric, &str); 2] = [
+    (Metric::Pass1Mcts, "pass1_mcts_by_budget"),
+    (Metric::PassN, "pass_n_by_budget"),
+];
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let config: ComparisonConfig =
+        toml::from_str(&text).with_context(|| format!("{}", args.config.display()))?;
+    let settings = config
+        .settings()
+        .with_context(|| format!("{}", args.config.display()))?;
+    // Every setting is parsed before the first one runs, so a typo costs nothing.
+    let mut runs = Vec::new();
+    for setting in &settings {
+        let dir = args.out.join("settings").join(&setting.name);
+        let mut words = setting.to_args();
+        words.extend(["--out".to_string(), dir.display().to_string()]);
+        let cli = SettingCli::try_parse_from(&words).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: setting `{}`: {}",
+                args.config.display(),
+                setting.name,
+                e.render()
+            )
+        })?;
+        runs.push((setting, cli.eval, dir));
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut failed = Vec::new();
+    if !args.report_only {
+        for (i, (setting, eval, _)) in runs.iter().enumerate() {
+            eprintln!("── setting {}/{}: {}", i + 1, runs.len(), setting.name);
+            if let Err(e) = eval_cmd::run(eval.clone()) {
+                eprintln!("setting {} failed: {}", setting.name, error_text(&e));
+                failed.push(setting.name.clone());
+            }
+        }
+    }
+    let mut measured = Vec::new();
+    for (setting, _, dir) in &runs {
+        let records = read_records(&dir.join(TREES_FILE))?;
+        let values: Vec<ProblemValues> = records.iter().map(ProblemValues::from).collect();
+        measured.push(((*setting).clone(), values));
+    }
+    let title = config
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("comparison of {} settings", settings.len()));
+    let comparison = compare(&title, &measured);
+    let plots = write_budget_plots(&args.out, &comparison.settings)?;
+    write_atomically(
+        &args.out.join("comparison.json"),
+        &serde_json::to_string_pretty(&comparison)?,
+    )?;
+    write_atomically(
+        &args.out.join("report.html"),
+        &render_comparison(&comparison, &plots),
+    )?;
+    print_table(&comparison);
+    println!("wrote {}", args.out.join("report.html").display());
+    if !failed.is_empty() {
+        bail!(
+            "{} settings did not finish (rerun the same command to resume them): {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// One PNG per plotted metric when the settings vary the budget: a line per combination of
+/// their other varied options, each point with its interval.
+fn write_budget_plots(out: &Path, settings: &[SettingResult]) -> Result<Vec<String>> {
+    let budgets: std::collections::BTreeSet<u64> = settings
+        .iter()
+        .filter_map(|s| s.varied.get("budget")?.as_number())
+        .map(f64::to_bits)
+        .collect();
+    if budgets.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut written = Vec::new();
+    for (metric, stem) in PLOTTED {
+        let mut lines: Vec<IntervalLine> = Vec::new();
+        for s in settings {
+            let (Some(budget), Some(interval)) = (
+                s.varied.get("budget").and_then(|v| v.as_number()),
+                s.metrics.get(&metric),
+            ) else {
+                continue;
+            };
+            let label = line_label(s);
+            let point = (budget, interval.scaled(100.0));
+            match lines.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, points)) => points.push(point),
+                None => lines.push((label, vec![point])),
+            }
+        }
+        for (_, points) in &mut lines {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        let file = format!("{stem}.png");
+        write_interval_plot(
+            &out.join(&file),
+            &format!("{} by node budget (95 % intervals)", metric.label()),
+            "nodes per tree",
+            &format!("{} (%)", metric.label()),
+            &lines,
+        )?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+/// What tells a setting's line apart: its varied options but the budget.
+fn line_label(setting: &SettingResult) -> String {
+    let parts: Vec<String> = setting
+        .varied
+        .iter()
+        .filter(|(k, _)| k.as_str() != "budget")
+        .map(|(k, v)| format!("{k}={}", v.label()))
+        .collect();
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn print_table(comparison: &Comparison) {
+    let width = comparison
+        .settings
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!("{}", comparison.title);
+    println!(
+        "{:<width$}  {:>8}  {:>22}  {:>22}  {:>9}",
+        "setting", "problems", "Pass@1(MCTS) [95% CI]", "Pass@N [95% CI]", "tokens"
+    );
+    for s in &comparison.settings {
+        let rate = |m: Metric| {
+            s.metrics.get(&m).map_or("–".to_string(), |i| {
+                let i = i.scaled(100.0);
+                format!("{:.1}% [{:.1}, {:.1}]", i.estimate, i.low, i.high)
+            })
+        };
+        let tokens = s
+            .metrics
+            .get(&Metric::Tokens)
+            .map_or("–".to_string(), |i| format!("{:.0}", i.estimate));
+        println!(
+            "{:<width$}  {:>8}  {:>22}  {:>22}  {:>9}",
+            s.name,
+            s.problems,
+            rate(Metric::Pass1Mcts),
+            rate(Metric::PassN),
+            tokens
+        );
+    }
+}
