@@ -5,9 +5,9 @@
 //!
 //! On the ndarray CPU backend a pass of at most
 //! [`mars2_models::host_decode::MAX_HOST_ROWS`] token places (decode steps, short prompt
-//! chunks) runs as host loops over the agent's keys and values in place
-//! ([`Transformer::forward_hidden_host`]); longer passes and other backends go through Burn ops
-//! and [`PagedStep`]. Rows shorter than the pass are padded; their padding places write to a
+//! chunks; any prompt chunk when every product of the model is 8-bit) runs as host loops over
+//! the agent's keys and values in place ([`Transformer::forward_hidden_host`], which decides);
+//! longer passes and other backends go through Burn ops and [`PagedStep`]. Rows shorter than the pass are padded; their padding places write to a
 //! scratch slot and repeat the row's last position.
 
 use burn::tensor::backend::Backend;
