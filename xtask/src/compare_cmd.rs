@@ -1,20 +1,23 @@
-//! `cargo xtask compare --config FILE --out DIR`: runs every setting of a comparison as an
-//! ordinary `eval` in `DIR/settings/NAME` (rerunning resumes each where it stopped), then
-//! writes `comparison.json`, `report.html` and the budget-scaling plots into `DIR`.
-//! `--report-only` skips the runs and reports on what the directories hold.
+//! `cargo xtask compare --config FILE --out DIR`: runs every setting of a comparison in
+//! `DIR/settings/NAME` (an ordinary `eval`, or a training run for `kind = "train"`;
+//! rerunning resumes each where it stopped), then writes `comparison.json`, `report.html`
+//! and the plots into `DIR`. `--report-only` skips the runs and reports on what the
+//! directories hold; `--only` picks settings.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use mars2_search::comparison::{
-    compare, render_comparison, Comparison, ComparisonConfig, Metric, ProblemValues, SettingResult,
+    compare, render_comparison, Comparison, ComparisonConfig, ComparisonKind, Metric,
+    ProblemValues, Setting, SettingResult,
 };
 use mars2_search::records::{read_records, write_atomically, TREES_FILE};
 
+use crate::compare_train;
 use crate::error_text::error_text;
 use crate::eval_cmd::{self, EvalArgs};
-use crate::plots::{write_interval_plot, IntervalLine};
+use crate::plots::{write_compared_curves, write_interval_plot, ComparedRun, IntervalLine};
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
@@ -28,6 +31,11 @@ pub struct CompareArgs {
     /// Report on the runs already in `--out` without running anything.
     #[arg(long)]
     pub report_only: bool,
+    /// Only the settings this names (repeatable): a setting's name, or `key=value` pairs
+    /// separated by commas that its options all carry (`--only budget=4`,
+    /// `--only method=abmcts,budget=8`). The report covers the same settings.
+    #[arg(long, value_name = "FILTER")]
+    pub only: Vec<String>,
 }
 
 /// `cargo xtask eval`'s arguments, parsed from a setting's options.
@@ -49,49 +57,106 @@ pub fn run(args: CompareArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.config.display()))?;
     let config: ComparisonConfig =
         toml::from_str(&text).with_context(|| format!("{}", args.config.display()))?;
-    let settings = config
+    let mut settings = config
         .settings()
         .with_context(|| format!("{}", args.config.display()))?;
-    // Every setting is parsed before the first one runs, so a typo costs nothing.
-    let mut runs = Vec::new();
-    for setting in &settings {
-        let dir = args.out.join("settings").join(&setting.name);
-        let mut words = setting.to_args();
-        words.extend(["--out".to_string(), dir.display().to_string()]);
-        let cli = SettingCli::try_parse_from(&words).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: setting `{}`: {}",
+    if !args.only.is_empty() {
+        settings.retain(|s| args.only.iter().any(|filter| s.matches(filter)));
+        if settings.is_empty() {
+            bail!(
+                "{}: no setting answers --only {}",
                 args.config.display(),
-                setting.name,
-                e.render()
-            )
-        })?;
-        runs.push((setting, cli.eval, dir));
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut failed = Vec::new();
-    if !args.report_only {
-        for (i, (setting, eval, _)) in runs.iter().enumerate() {
-            eprintln!("── setting {}/{}: {}", i + 1, runs.len(), setting.name);
-            if let Err(e) = eval_cmd::run(eval.clone()) {
-                eprintln!("setting {} failed: {}", setting.name, error_text(&e));
-                failed.push(setting.name.clone());
-            }
+                args.only.join(" --only ")
+            );
         }
     }
-    let mut measured = Vec::new();
-    for (setting, _, dir) in &runs {
-        let records = read_records(&dir.join(TREES_FILE))?;
-        let values: Vec<ProblemValues> = records.iter().map(ProblemValues::from).collect();
-        measured.push(((*setting).clone(), values));
-    }
+    let create_out = || {
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))
+    };
+    let mut curves = Vec::new();
+    let dir_of = |setting: &Setting| args.out.join("settings").join(&setting.name);
+    // Every setting is parsed before the first one runs, so a typo costs nothing.
+    let (measured, failed) = match config.kind {
+        ComparisonKind::Eval => {
+            let mut runs = Vec::new();
+            for setting in &settings {
+                let dir = dir_of(setting);
+                let mut words = setting.to_args();
+                words.extend(["--out".to_string(), dir.display().to_string()]);
+                let cli = SettingCli::try_parse_from(&words).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: setting `{}`: {}",
+                        args.config.display(),
+                        setting.name,
+                        e.render()
+                    )
+                })?;
+                runs.push((setting, cli.eval, dir));
+            }
+            create_out()?;
+            let mut failed = Vec::new();
+            if !args.report_only {
+                for (i, (setting, eval, _)) in runs.iter().enumerate() {
+                    eprintln!("── setting {}/{}: {}", i + 1, runs.len(), setting.name);
+                    if let Err(e) = eval_cmd::run(eval.clone()) {
+                        eprintln!("setting {} failed: {}", setting.name, error_text(&e));
+                        failed.push(setting.name.clone());
+                    }
+                }
+            }
+            let mut measured = Vec::new();
+            for (setting, _, dir) in &runs {
+                let records = read_records(&dir.join(TREES_FILE))?;
+                let values: Vec<ProblemValues> = records.iter().map(ProblemValues::from).collect();
+                measured.push(((*setting).clone(), values));
+            }
+            (measured, failed)
+        }
+        ComparisonKind::Train => {
+            let mut runs = Vec::new();
+            for setting in &settings {
+                let train =
+                    compare_train::train_config(setting, &dir_of(setting)).with_context(|| {
+                        format!("{}: setting `{}`", args.config.display(), setting.name)
+                    })?;
+                runs.push((setting, train));
+            }
+            create_out()?;
+            let failed = if args.report_only {
+                Vec::new()
+            } else {
+                compare_train::run_settings(&runs)
+            };
+            let mut measured = Vec::new();
+            for (setting, train) in &runs {
+                let results = compare_train::held_out_values(
+                    setting,
+                    train,
+                    config.measured_agent.as_deref(),
+                )?;
+                if let Some(results) = &results {
+                    curves.push(ComparedRun {
+                        label: setting.name.clone(),
+                        metrics: train.out.join("metrics.jsonl"),
+                        agent: results.agent.clone(),
+                    });
+                }
+                let problems = results.map(|r| r.problems).unwrap_or_default();
+                measured.push(((*setting).clone(), problems));
+            }
+            (measured, failed)
+        }
+    };
     let title = config
         .title
         .clone()
         .unwrap_or_else(|| format!("comparison of {} settings", settings.len()));
     let comparison = compare(&title, &measured);
-    let plots = write_budget_plots(&args.out, &comparison.settings)?;
+    let mut plots = write_budget_plots(&args.out, &comparison.settings)?;
+    if !curves.is_empty() {
+        plots.extend(write_compared_curves(&curves, &args.out)?);
+    }
     write_atomically(
         &args.out.join("comparison.json"),
         &serde_json::to_string_pretty(&comparison)?,
@@ -182,29 +247,26 @@ fn print_table(comparison: &Comparison) {
         .max()
         .unwrap_or(7)
         .max(7);
+    let metrics = comparison.metrics();
     println!("{}", comparison.title);
-    println!(
-        "{:<width$}  {:>8}  {:>22}  {:>22}  {:>9}",
-        "setting", "problems", "Pass@1(MCTS) [95% CI]", "Pass@N [95% CI]", "tokens"
-    );
+    let mut header = format!("{:<width$}  {:>8}", "setting", "problems");
+    for m in &metrics {
+        header.push_str(&format!("  {:>24}", m.label()));
+    }
+    println!("{header}");
     for s in &comparison.settings {
-        let rate = |m: Metric| {
-            s.metrics.get(&m).map_or("–".to_string(), |i| {
-                let i = i.scaled(100.0);
-                format!("{:.1}% [{:.1}, {:.1}]", i.estimate, i.low, i.high)
-            })
-        };
-        let tokens = s
-            .metrics
-            .get(&Metric::Tokens)
-            .map_or("–".to_string(), |i| format!("{:.0}", i.estimate));
-        println!(
-            "{:<width$}  {:>8}  {:>22}  {:>22}  {:>9}",
-            s.name,
-            s.problems,
-            rate(Metric::Pass1Mcts),
-            rate(Metric::PassN),
-            tokens
-        );
+        let mut line = format!("{:<width$}  {:>8}", s.name, s.problems);
+        for m in &metrics {
+            let cell = s.metrics.get(m).map_or("–".to_string(), |i| {
+                if m.is_rate() {
+                    let i = i.scaled(100.0);
+                    format!("{:.1}% [{:.1}, {:.1}]", i.estimate, i.low, i.high)
+                } else {
+                    format!("{:.0} [{:.0}, {:.0}]", i.estimate, i.low, i.high)
+                }
+            });
+            line.push_str(&format!("  {cell:>24}"));
+        }
+        println!("{line}");
     }
 }

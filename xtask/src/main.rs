@@ -7,6 +7,7 @@ mod bench_vs_llama_cpp;
 mod benchmark;
 mod cmd_sandbox;
 mod compare_cmd;
+mod compare_train;
 mod error_text;
 mod eval_cmd;
 mod fetch_model;

@@ -165,6 +165,70 @@ pub fn write_training_plots(metrics: &Path, out_dir: &Path) -> Result<Vec<PathBu
     Ok(written)
 }
 
+/// Curves that compare training runs (`cargo xtask compare` with training settings).
+const COMPARED_CURVES: [&str; 2] = ["reward", "rollout_pass_rate"];
+
+/// One training run of a comparison: its legend, its `metrics.jsonl`, and the agent whose
+/// curves it shows (as the metrics lines name it).
+pub struct ComparedRun {
+    pub label: String,
+    pub metrics: PathBuf,
+    pub agent: String,
+}
+
+/// Learning curves of several runs in one picture each (`learning_<curve>.png` in `out_dir`,
+/// one line per run; a run without metrics lines, such as one that made no update, is left
+/// out with a warning); the file names written.
+pub fn write_compared_curves(runs: &[ComparedRun], out_dir: &Path) -> Result<Vec<String>> {
+    let mut series = Vec::new();
+    for run in runs {
+        let points = read_metrics(&run.metrics).and_then(|mut all| {
+            all.remove(&run.agent).with_context(|| {
+                format!(
+                    "{}: no metrics lines of {}",
+                    run.metrics.display(),
+                    run.agent
+                )
+            })
+        });
+        match points {
+            Ok(points) => series.push((run.label.as_str(), points)),
+            Err(e) => eprintln!("warning: {} has no learning curve: {e:#}", run.label),
+        }
+    }
+    let text = font_ready();
+    let mut written = Vec::new();
+    for curve in CURVES.iter().filter(|c| COMPARED_CURVES.contains(&c.stem)) {
+        let lines: Vec<Line> = series
+            .iter()
+            .map(|(label, points)| {
+                let xy = points
+                    .iter()
+                    .filter_map(|(x, line)| lookup(line, curve.key).map(|y| (*x, y)))
+                    .collect();
+                (*label, xy)
+            })
+            .filter(|(_, xy): &Line| !xy.is_empty())
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        let name = format!("learning_{}.png", curve.stem);
+        let file = out_dir.join(&name);
+        draw(
+            &file,
+            (curve.title, "optimizer step", curve.y_label),
+            &lines,
+            &[],
+            text,
+        )
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("drawing {}", file.display()))?;
+        written.push(name);
+    }
+    Ok(written)
+}
+
 /// One line of an interval plot: its legend and its points, each `(x, interval)`.
 pub type IntervalLine = (String, Vec<(f64, Interval)>);
 

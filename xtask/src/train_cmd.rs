@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use mars2_engine::DeviceSpec;
+use mars2_rl::parallel::Parallel;
 use mars2_rl::training::{train_on, TrainConfig, TrainEvent, TrainJob, TrainSummary};
 use mars2_sandbox::{SandboxConfig, Split};
 use mars2_search::intervals::Interval;
@@ -58,9 +59,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.device = device;
     }
     let parallel = args.parallel.parallel()?;
+    train(config, args.resume, args.require_isolation, parallel)?;
+    Ok(())
+}
+
+/// Runs training as `config` says, with a progress bar, then draws the plots and prints the
+/// before/after table (`cargo xtask compare` runs its training settings through here too).
+pub fn train(
+    mut config: TrainConfig,
+    resume: bool,
+    require_isolation: bool,
+    parallel: Parallel,
+) -> Result<TrainSummary> {
     config.device = parallel.first_device(config.device);
     config.validate()?;
-    let sandbox = start_sandbox(SandboxConfig::default(), args.require_isolation)?;
+    let sandbox = start_sandbox(SandboxConfig::default(), require_isolation)?;
     let agents = resolve_models(&config.agents)?;
     let mbpp = Benchmark::Mbpp;
     let job = TrainJob {
@@ -68,7 +81,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         held_out: load_benchmark(&mbpp, Split::Test)?,
         agents,
         sandbox,
-        resume: args.resume,
+        resume,
         config: config.clone(),
         parallel: parallel.clone(),
     };
@@ -107,7 +120,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("{}: trained model in {}", a.agent, a.model.display());
     }
     println!("wrote {}", config.out.display());
-    Ok(())
+    Ok(summary)
 }
 
 /// What the run is doing now, shown as the progress bar's message: the rollout, the held-out

@@ -1,7 +1,7 @@
 //! `cargo xtask compare` on the tiny code model: every setting of the grid runs as an eval in
 //! its own directory, the figures and pairs land in comparison.json, report.html and the
-//! budget plots; a second run resumes every setting and writes the same figures; a setting
-//! that does not parse is refused before anything runs.
+//! budget plots; a second run resumes every setting and writes the same figures; `--only`
+//! reports a part of the grid; a setting that does not parse is refused before anything runs.
 
 mod common;
 
@@ -95,6 +95,26 @@ fn a_grid_runs_resumes_and_reports_with_intervals() {
         serde_json::from_str::<serde_json::Value>(&again).expect("JSON"),
         json
     );
+
+    // `--only` reports a part of the grid: here the two settings of budget 2.
+    let mut command = xtask();
+    command
+        .args(["compare", "--report-only", "--only", "budget=2", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out);
+    run_ok(&mut command);
+    let part: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("comparison.json")).expect("comparison.json"),
+    )
+    .expect("JSON");
+    let names: Vec<&str> = part["settings"]
+        .as_array()
+        .expect("settings")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["budget=2,method=sample", "budget=2,method=abmcts"]);
 }
 
 #[test]

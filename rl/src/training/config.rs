@@ -304,6 +304,40 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// This config with `overrides` applied: each a dotted key (`algorithm`,
+    /// `train.rounds`, `data.eval_problems`) and its new value. An unknown key, a section
+    /// that is not one, or a value of the wrong type is an error naming the key; the result
+    /// is validated.
+    pub fn with_overrides(&self, overrides: &[(String, toml::Value)]) -> TrainResult<Self> {
+        let base = toml::Value::try_from(self).map_err(|e| invalid(format!("the config: {e}")))?;
+        let mut document = base.clone();
+        for (key, value) in overrides {
+            set_dotted(&mut document, key, value.clone())?;
+        }
+        let config: TrainConfig = match document.try_into() {
+            Ok(config) => config,
+            Err(e) => {
+                // Name the key: the first override that fails alone (else all of them).
+                let culprit = overrides.iter().find(|(key, value)| {
+                    let mut alone = base.clone();
+                    set_dotted(&mut alone, key, value.clone()).is_err()
+                        || alone.try_into::<TrainConfig>().is_err()
+                });
+                let keys = match culprit {
+                    Some((key, _)) => format!("`{key}`"),
+                    None => overrides
+                        .iter()
+                        .map(|(key, _)| format!("`{key}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                return Err(invalid(format!("{keys}: {}", e.message())));
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The config as TOML (what a run directory keeps as `config.toml`).
     pub fn to_toml(&self) -> TrainResult<String> {
         toml::to_string_pretty(self).map_err(|e| invalid(e.to_string()))
@@ -373,6 +407,28 @@ impl TrainConfig {
     }
 }
 
+/// Sets `key` (dotted by section) of a config document to `value`; the key must exist.
+fn set_dotted(document: &mut toml::Value, key: &str, value: toml::Value) -> TrainResult<()> {
+    let mut table = document
+        .as_table_mut()
+        .ok_or_else(|| invalid("the config is not a table"))?;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            if !table.contains_key(part) {
+                return Err(invalid(format!("`{key}`: no such setting")));
+            }
+            table.insert(part.to_string(), value);
+            return Ok(());
+        }
+        table = table
+            .get_mut(part)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| invalid(format!("`{key}`: `{part}` is not a section")))?;
+    }
+    Err(invalid("an empty setting name"))
+}
+
 impl Algorithm {
     /// The name configs and reports use.
     pub fn name(self) -> &'static str {
@@ -422,6 +478,54 @@ mod tests {
         ] {
             TrainConfig::from_file(&configs.join(preset)).unwrap();
         }
+    }
+
+    #[test]
+    fn overrides_change_the_named_settings_and_refuse_unknown_ones() {
+        let base = TrainConfig::default();
+        let set = |pairs: &[(&str, toml::Value)]| {
+            let pairs: Vec<(String, toml::Value)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            base.with_overrides(&pairs)
+        };
+        let changed = set(&[
+            ("algorithm", "grpo".into()),
+            (
+                "agents",
+                toml::Value::Array(vec!["smollm2-135m-instruct".into()]),
+            ),
+            ("train.rounds", 5.into()),
+            ("train.lr", 1e-4.into()),
+            ("out", "runs/x".into()),
+        ])
+        .unwrap();
+        assert_eq!(changed.algorithm, Algorithm::Grpo);
+        assert_eq!(changed.agents, ["smollm2-135m-instruct"]);
+        assert_eq!((changed.train.rounds, changed.train.lr), (5, 1e-4));
+        assert_eq!(changed.out, Path::new("runs/x"));
+        assert_eq!(changed.data, base.data);
+        assert_eq!(set(&[]).unwrap(), base);
+        for (key, value, says) in [
+            (
+                "train.learning_rate",
+                toml::Value::from(1.0),
+                "train.learning_rate",
+            ),
+            ("rounds", 2.into(), "rounds"),
+            ("algorithm.name", "x".into(), "not a section"),
+            ("train.rounds", "many".into(), "rounds"),
+            ("algorithm", "mars3".into(), "mars3"),
+        ] {
+            let err = set(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(says), "{key}: {err}");
+        }
+        // The result is validated: mars2-heter needs two agents.
+        let err = set(&[("agents", toml::Value::Array(vec!["a".into()]))])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("two or more agents"), "{err}");
     }
 
     #[test]

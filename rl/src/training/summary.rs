@@ -54,8 +54,8 @@ impl HeldOut {
         held_out
     }
 
-    /// Each problem's passing fraction, for the problems with a judged answer.
-    fn problem_rates(&self) -> Vec<Option<f64>> {
+    /// Each problem's passing fraction, in order; `None` for a problem with no judged answer.
+    pub fn problem_rates(&self) -> Vec<Option<f64>> {
         self.per_problem
             .iter()
             .map(|&[passed, judged]| (judged > 0).then(|| passed as f64 / judged as f64))

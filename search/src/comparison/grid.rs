@@ -71,6 +71,19 @@ pub struct NamedSetting {
     pub options: Options,
 }
 
+/// What every setting of a comparison runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComparisonKind {
+    /// `cargo xtask eval`; a setting's options are its flags without their dashes.
+    #[default]
+    Eval,
+    /// A training run; a setting's options are keys of the training config, dotted by
+    /// section (`algorithm`, `train.rounds`), over the file its `config` option names (the
+    /// embedded default without one). Settings are measured on their held-out problems.
+    Train,
+}
+
 /// A comparison's configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +91,13 @@ pub struct ComparisonConfig {
     /// A title for the report.
     #[serde(default)]
     pub title: Option<String>,
+    /// What the settings run.
+    #[serde(default)]
+    pub kind: ComparisonKind,
+    /// Training comparisons: the agent whose held-out results measure each setting (each
+    /// setting's first agent when absent).
+    #[serde(default)]
+    pub measured_agent: Option<String>,
     /// Options of every setting.
     #[serde(default)]
     pub common: Options,
@@ -99,6 +119,24 @@ pub struct Setting {
 }
 
 impl Setting {
+    /// Whether the setting answers `filter`: its own name, or comma-separated `key=value`
+    /// pairs that its options all carry (`budget=4`, `method=abmcts,budget=8`).
+    pub fn matches(&self, filter: &str) -> bool {
+        filter == self.name
+            || filter.split(',').all(|pair| {
+                pair.split_once('=').is_some_and(|(key, value)| {
+                    self.options
+                        .get(
+                            key.trim()
+                                .trim_start_matches("--")
+                                .replace('-', "_")
+                                .as_str(),
+                        )
+                        .is_some_and(|option| option.label() == value.trim())
+                })
+            })
+    }
+
     /// The command-line words of every option, in name order.
     pub fn to_args(&self) -> Vec<String> {
         self.options
@@ -206,6 +244,36 @@ mod tests {
 
     fn config(json: serde_json::Value) -> ComparisonConfig {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_filter_picks_settings_by_name_or_by_options() {
+        let c = config(serde_json::json!({
+            "common": {"benchmark": "humaneval", "agent": ["a"], "samples": 0},
+            "grid": {"method": ["sample", "abmcts"], "budget": [1, 4, 16]},
+            "setting": [{"name": "team", "method": "abmcts", "budget": 4, "agent": ["a", "b"]}],
+        }));
+        let settings = c.settings().unwrap();
+        let picked = |filter: &str| -> Vec<&str> {
+            settings
+                .iter()
+                .filter(|s| s.matches(filter))
+                .map(|s| s.name.as_str())
+                .collect()
+        };
+        // `budget=1` is not a prefix match: budget 16 stays out.
+        assert_eq!(
+            picked("budget=1"),
+            ["budget=1,method=sample", "budget=1,method=abmcts"]
+        );
+        assert_eq!(
+            picked("method=abmcts,budget=4"),
+            ["budget=4,method=abmcts", "team"]
+        );
+        assert_eq!(picked("team"), ["team"]);
+        assert_eq!(picked("agent=a+b"), ["team"]);
+        assert!(picked("budget=2").is_empty());
+        assert!(picked("nonsense").is_empty());
     }
 
     #[test]

@@ -7,8 +7,14 @@ use super::stats::{Comparison, Metric};
 use crate::intervals::Interval;
 use crate::report::{escape_html, table, STYLE};
 
-/// Metrics of the pairs table: the ones a reader compares methods by.
-const PAIR_METRICS: [Metric; 3] = [Metric::Pass1Mcts, Metric::PassN, Metric::Pass1];
+/// Metrics of the pairs tables: the ones a reader compares methods by.
+const PAIR_METRICS: [Metric; 5] = [
+    Metric::Pass1Mcts,
+    Metric::PassN,
+    Metric::Pass1,
+    Metric::HeldOutAfter,
+    Metric::HeldOutChange,
+];
 
 /// A figure with its interval: rates in percent, the rest with one decimal.
 fn shown(metric: Metric, interval: &Interval) -> String {
@@ -36,8 +42,9 @@ pub fn render_comparison(comparison: &Comparison, plots: &[String]) -> String {
          finished.</p>\n",
         comparison.bootstrap_resamples
     );
+    let metrics = comparison.metrics();
     let mut header = String::from("setting|problems");
-    for metric in Metric::ALL {
+    for metric in &metrics {
         header.push('|');
         header.push_str(metric.label());
     }
@@ -46,7 +53,7 @@ pub fn render_comparison(comparison: &Comparison, plots: &[String]) -> String {
         .iter()
         .map(|s| {
             let mut row = vec![escape_html(&s.name), s.problems.to_string()];
-            row.extend(Metric::ALL.iter().map(|m| {
+            row.extend(metrics.iter().map(|m| {
                 s.metrics
                     .get(m)
                     .map_or("–".to_string(), |interval| shown(*m, interval))
@@ -106,13 +113,17 @@ mod tests {
     fn the_report_shows_every_setting_and_escapes_names() {
         let values = |pass: bool| {
             (0..5)
-                .map(|i| ProblemValues {
-                    problem_id: format!("p{i}"),
-                    pass1_mcts: pass,
-                    pass_n: pass,
-                    pass1: None,
-                    tokens: 10,
-                    wall_seconds: 2.0,
+                .map(|i| {
+                    let pass = f64::from(u8::from(pass));
+                    ProblemValues {
+                        problem_id: format!("p{i}"),
+                        values: [
+                            (Metric::Pass1Mcts, pass),
+                            (Metric::PassN, pass),
+                            (Metric::Tokens, 10.0),
+                        ]
+                        .into(),
+                    }
                 })
                 .collect::<Vec<_>>()
         };
@@ -136,5 +147,8 @@ mod tests {
         assert!(html.contains("Paired differences of Pass@1(MCTS)"));
         assert!(!html.contains("Paired differences of Pass@1 ("));
         assert!(html.contains("<span class=\"yes\">yes</span>"));
+        // Only the metrics some setting has get a column.
+        assert!(html.contains("<th>tokens</th>"));
+        assert!(!html.contains("wall s") && !html.contains("held-out"));
     }
 }

@@ -24,15 +24,23 @@ pub enum Metric {
     Tokens,
     /// Seconds the problem took.
     WallSeconds,
+    /// A training run's held-out problem: the fraction of its answers that passed before
+    /// training, after training, and the change (after − before).
+    HeldOutBefore,
+    HeldOutAfter,
+    HeldOutChange,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Pass1Mcts,
         Metric::PassN,
         Metric::Pass1,
         Metric::Tokens,
         Metric::WallSeconds,
+        Metric::HeldOutBefore,
+        Metric::HeldOutAfter,
+        Metric::HeldOutChange,
     ];
 
     /// Its name in reports.
@@ -43,46 +51,63 @@ impl Metric {
             Metric::Pass1 => "Pass@1",
             Metric::Tokens => "tokens",
             Metric::WallSeconds => "wall s",
+            Metric::HeldOutBefore => "held-out before",
+            Metric::HeldOutAfter => "held-out after",
+            Metric::HeldOutChange => "held-out change",
         }
     }
 
-    /// Whether it is a rate (shown in percent).
+    /// A fraction of answers (reports show it in percent, or in points for a change).
     pub fn is_rate(self) -> bool {
-        matches!(self, Metric::Pass1Mcts | Metric::PassN | Metric::Pass1)
-    }
-
-    /// Its value on one problem; `None` when the problem does not have it.
-    pub fn of(self, problem: &ProblemValues) -> Option<f64> {
-        match self {
-            Metric::Pass1Mcts => Some(f64::from(u8::from(problem.pass1_mcts))),
-            Metric::PassN => Some(f64::from(u8::from(problem.pass_n))),
-            Metric::Pass1 => problem.pass1,
-            Metric::Tokens => Some(problem.tokens as f64),
-            Metric::WallSeconds => Some(problem.wall_seconds),
-        }
+        !matches!(self, Metric::Tokens | Metric::WallSeconds)
     }
 }
 
-/// What a comparison reads of one finished problem.
-#[derive(Debug, Clone, PartialEq)]
+/// What a comparison reads of one finished problem: its id (pairs match problems by it) and
+/// the metrics it has.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProblemValues {
     pub problem_id: String,
-    pub pass1_mcts: bool,
-    pub pass_n: bool,
-    pub pass1: Option<f64>,
-    pub tokens: usize,
-    pub wall_seconds: f64,
+    pub values: BTreeMap<Metric, f64>,
+}
+
+impl ProblemValues {
+    /// Its value of `metric`; `None` when the problem does not have it.
+    pub fn get(&self, metric: Metric) -> Option<f64> {
+        self.values.get(&metric).copied()
+    }
+
+    /// A training run's held-out problem from the fractions of its answers that passed
+    /// before and after training (either `None` when nothing was judged).
+    pub fn held_out(problem_id: String, before: Option<f64>, after: Option<f64>) -> Self {
+        let mut values = BTreeMap::new();
+        let pairs = [
+            (Metric::HeldOutBefore, before),
+            (Metric::HeldOutAfter, after),
+        ];
+        values.extend(pairs.iter().filter_map(|&(m, v)| Some((m, v?))));
+        if let (Some(before), Some(after)) = (before, after) {
+            values.insert(Metric::HeldOutChange, after - before);
+        }
+        ProblemValues { problem_id, values }
+    }
 }
 
 impl From<&ProblemRecord> for ProblemValues {
     fn from(record: &ProblemRecord) -> Self {
+        let m = &record.metrics;
+        let mut values = BTreeMap::from([
+            (Metric::Pass1Mcts, f64::from(u8::from(m.pass1_mcts))),
+            (Metric::PassN, f64::from(u8::from(m.pass_n))),
+            (Metric::Tokens, m.tokens_generated as f64),
+            (Metric::WallSeconds, record.wall_seconds),
+        ]);
+        if let Some(pass1) = m.pass1 {
+            values.insert(Metric::Pass1, pass1);
+        }
         ProblemValues {
             problem_id: record.problem_id.clone(),
-            pass1_mcts: record.metrics.pass1_mcts,
-            pass_n: record.metrics.pass_n,
-            pass1: record.metrics.pass1,
-            tokens: record.metrics.tokens_generated,
-            wall_seconds: record.wall_seconds,
+            values,
         }
     }
 }
@@ -121,6 +146,16 @@ pub struct Comparison {
     pub pairs: Vec<PairResult>,
 }
 
+impl Comparison {
+    /// The metrics some setting has, in [`Metric::ALL`]'s order.
+    pub fn metrics(&self) -> Vec<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|m| self.settings.iter().any(|s| s.metrics.contains_key(m)))
+            .collect()
+    }
+}
+
 /// Seed of every bootstrap: fixed, so a report is reproducible.
 const SEED: u64 = 0x5eed;
 
@@ -136,7 +171,7 @@ pub fn compare(title: &str, runs: &[(Setting, Vec<ProblemValues>)]) -> Compariso
             metrics: Metric::ALL
                 .iter()
                 .filter_map(|&metric| {
-                    let values: Vec<f64> = problems.iter().filter_map(|p| metric.of(p)).collect();
+                    let values: Vec<f64> = problems.iter().filter_map(|p| p.get(metric)).collect();
                     bootstrap_mean(&values, BOOTSTRAP_RESAMPLES, SEED).map(|i| (metric, i))
                 })
                 .collect(),
@@ -154,7 +189,7 @@ pub fn compare(title: &str, runs: &[(Setting, Vec<ProblemValues>)]) -> Compariso
                     .iter()
                     .filter_map(|p| {
                         let q = b_by_id.get(p.problem_id.as_str())?;
-                        Some((metric.of(p)?, metric.of(q)?))
+                        Some((p.get(metric)?, q.get(metric)?))
                     })
                     .unzip();
                 if let Some(difference) = paired_difference(&before, &after, SEED) {
@@ -196,13 +231,19 @@ mod tests {
         passes
             .iter()
             .enumerate()
-            .map(|(i, &pass)| ProblemValues {
-                problem_id: format!("p{i}"),
-                pass1_mcts: pass,
-                pass_n: pass,
-                pass1,
-                tokens: 100 + i,
-                wall_seconds: 1.0,
+            .map(|(i, &pass)| {
+                let pass = f64::from(u8::from(pass));
+                let mut values = BTreeMap::from([
+                    (Metric::Pass1Mcts, pass),
+                    (Metric::PassN, pass),
+                    (Metric::Tokens, 100.0 + i as f64),
+                    (Metric::WallSeconds, 1.0),
+                ]);
+                values.extend(pass1.map(|p| (Metric::Pass1, p)));
+                ProblemValues {
+                    problem_id: format!("p{i}"),
+                    values,
+                }
             })
             .collect()
     }
