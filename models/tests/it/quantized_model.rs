@@ -2,10 +2,8 @@
 //! as a dense model holding the quantized values, stays close to the unquantized model, and
 //! refuses shapes the block formats cannot hold.
 
-mod common;
-
+use crate::common::{max_diff, Cpu};
 use burn::tensor::{Tensor, TensorData};
-use common::{max_diff, Cpu};
 use mars2_models::quantized::QuantizeError;
 use mars2_models::{
     load_model, save_hf_checkpoint, Architecture, ModelConfig, QuantFormat, RopeScaling,
@@ -40,7 +38,7 @@ fn config(tied: bool, hidden: usize) -> ModelConfig {
 /// the dense fallback).
 fn logits(model: &Transformer<Cpu>, tokens: usize) -> Vec<f32> {
     let ids: Vec<i64> = (0..tokens as i64).map(|i| (i * 7 + 3) % 50).collect();
-    common::logits(model, &ids)
+    crate::common::logits(model, &ids)
 }
 
 #[test]

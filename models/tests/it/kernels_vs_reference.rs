@@ -1,10 +1,8 @@
 //! Each numerical building block against its slow scalar reference on random inputs.
 
-mod common;
-
+use crate::common::max_diff;
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
-use common::max_diff;
 use mars2_models::attention_context::{
     attention_grouped, attention_reference, causal_mask_from_positions,
 };

@@ -3,11 +3,9 @@
 //! budget plots; a second run resumes every setting and writes the same figures; `--only`
 //! reports a part of the grid; a setting that does not parse is refused before anything runs.
 
-mod common;
-
 use std::path::Path;
 
-use common::{run_ok, tiny_code_model, xtask};
+use crate::common::{run_ok, tiny_code_model, xtask};
 
 fn config(model: &Path, extra: &str) -> String {
     format!(

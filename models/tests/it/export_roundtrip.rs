@@ -1,9 +1,7 @@
 //! A model written by `save_hf_checkpoint` loads back with identical weights and logits,
 //! with tied and untied heads, biases and q/k norms; the write replaces the old directory.
 
-mod common;
-
-use common::{logits, Cpu};
+use crate::common::{logits, Cpu};
 use mars2_models::export::hf_tensors;
 use mars2_models::{
     load_model, save_hf_checkpoint, Architecture, ModelConfig, RopeScaling, Transformer,

@@ -18,8 +18,6 @@ use mars2_rl::training::{
 use mars2_sandbox::{Dataset, Problem, Sandbox, TestCase};
 use serde_json::Value;
 
-mod support;
-
 type Cpu = NdArray<f32>;
 
 fn programs() -> Vec<String> {
@@ -244,10 +242,10 @@ fn the_loop_on_two_peers_and_on_two_processes_matches_one_peer() {
     let local = loop_metrics(&model, &dir.path().join("two"), two_peers);
     assert_same_updates(&local, &single);
 
-    let ports = support::free_ports();
+    let ports = crate::support::free_ports();
     let out = dir.path().join("nodes");
     let mut node1 = std::process::Command::new(std::env::current_exe().expect("this binary"))
-        .args(["loop_node", "--exact", "--ignored", "--quiet"])
+        .args(["learning::loop_node", "--exact", "--ignored", "--quiet"])
         .env(
             "MARS2_TEST_LOOP_NODE",
             format!(

@@ -3,12 +3,10 @@
 //! same final weights, the same metrics for every update, the same held-out results. At most
 //! the round under way when it was killed is redone.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
-use common::{run_ok, tiny_code_model, tiny_train_config, xtask};
+use crate::common::{run_ok, tiny_code_model, tiny_train_config, xtask};
 use serde_json::Value;
 
 const ROUNDS: usize = 3;

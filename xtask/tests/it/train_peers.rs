@@ -2,11 +2,9 @@
 //! one process (`--devices cpu,cpu`) and two processes over loopback (`--nodes 2`), every
 //! update's loss, KL, gradient norm and learning rate within 1e-5 of the single peer's.
 
-mod common;
-
 use std::path::Path;
 
-use common::{free_port_pairs, run_ok, tiny_code_model, tiny_train_config, xtask};
+use crate::common::{free_port_pairs, run_ok, tiny_code_model, tiny_train_config, xtask};
 use serde_json::Value;
 
 fn train(config: &Path, extra: &[String]) -> std::process::Command {

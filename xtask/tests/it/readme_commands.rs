@@ -2,12 +2,10 @@
 //! on tiny inputs (the tiny code model, a few problems, one round) and must exit cleanly,
 //! never panic. A subcommand added to the README without a run here fails the test.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{repo_dir, run_ok, tiny_code_model, tiny_train_config, xtask};
+use crate::common::{repo_dir, run_ok, tiny_code_model, tiny_train_config, xtask};
 
 /// The subcommands the README's Commands block uses (`cargo xtask <sub> ...`).
 fn readme_subcommands() -> BTreeSet<String> {

@@ -20,8 +20,7 @@ use mars2_rl::parallel::{NodeSettings, Parallel, ParallelError, PeerGroup};
 use mars2_rl::schedule::LrSchedule;
 use mars2_rl::{AgentTrainer, LossConfig, StepMetrics, TrainSample, TrainerConfig};
 
-mod support;
-use support::free_ports;
+use crate::support::free_ports;
 
 type Cpu = NdArray<f32>;
 type Train = Autodiff<Cpu>;
@@ -255,7 +254,12 @@ fn node_settings(ports: [u16; 3], node_id: u32) -> NodeSettings {
 /// Starts this test binary as a node of a two-node run; `role` tells it what to do.
 fn spawn_node(ports: [u16; 3], role: &str, out: &std::path::Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["node_process", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "data_parallel::node_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(ENV_ROLE, role)
         .env(
             "MARS2_TEST_PORTS",

@@ -147,7 +147,7 @@ fn f64_reference() -> Update {
         .args([
             "--ignored",
             "--exact",
-            "f64_reference_update",
+            "training_device::f64_reference_update",
             "--test-threads",
             "1",
         ])

@@ -1,0 +1,7 @@
+//! The integration tests of this crate in one test binary (`--test it`), one module per
+//! file: a single link instead of one per file. `cargo test --test it MODULE::` runs one
+//! file's tests.
+
+mod device_sampling;
+mod generation;
+mod kv_properties;

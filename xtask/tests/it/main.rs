@@ -1,0 +1,9 @@
+//! The integration tests of this crate in one test binary (`--test it`), one module per
+//! file: a single link instead of one per file. `cargo test --test it MODULE::` runs one
+//! file's tests.
+
+mod common;
+mod compare;
+mod readme_commands;
+mod train_peers;
+mod train_resume;
