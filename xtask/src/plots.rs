@@ -138,24 +138,39 @@ type Line<'a> = (&'a str, Vec<(f64, f64)>);
 pub fn write_training_plots(metrics: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let series = read_metrics(metrics)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let series: Vec<(&str, &[(f64, Value)])> = series
+        .iter()
+        .map(|(agent, points)| (agent.as_str(), points.as_slice()))
+        .collect();
+    draw_curves(&series, CURVES.iter(), out_dir, "")
+}
+
+/// Draws each of `curves` that has data, one line per labelled series, into
+/// `out_dir/<prefix><stem>.png`; the paths written.
+fn draw_curves<'a>(
+    series: &[(&str, &[(f64, Value)])],
+    curves: impl Iterator<Item = &'a Curve>,
+    out_dir: &Path,
+    prefix: &str,
+) -> Result<Vec<PathBuf>> {
     let text = font_ready();
     let mut written = Vec::new();
-    for curve in CURVES {
+    for curve in curves {
         let lines: Vec<Line> = series
             .iter()
-            .map(|(agent, points)| {
+            .map(|&(label, points)| {
                 let xy = points
                     .iter()
                     .filter_map(|(x, line)| lookup(line, curve.key).map(|y| (*x, y)))
                     .collect();
-                (agent.as_str(), xy)
+                (label, xy)
             })
             .filter(|(_, xy): &Line| !xy.is_empty())
             .collect();
         if lines.is_empty() {
             continue;
         }
-        let file = out_dir.join(format!("{}.png", curve.stem));
+        let file = out_dir.join(format!("{prefix}{}.png", curve.stem));
         let labels = (curve.title, "optimizer step", curve.y_label);
         draw(&file, labels, &lines, &[], text)
             .map_err(|e| anyhow!("{e}"))
@@ -196,37 +211,16 @@ pub fn write_compared_curves(runs: &[ComparedRun], out_dir: &Path) -> Result<Vec
             Err(e) => eprintln!("warning: {} has no learning curve: {e:#}", run.label),
         }
     }
-    let text = font_ready();
-    let mut written = Vec::new();
-    for curve in CURVES.iter().filter(|c| COMPARED_CURVES.contains(&c.stem)) {
-        let lines: Vec<Line> = series
-            .iter()
-            .map(|(label, points)| {
-                let xy = points
-                    .iter()
-                    .filter_map(|(x, line)| lookup(line, curve.key).map(|y| (*x, y)))
-                    .collect();
-                (*label, xy)
-            })
-            .filter(|(_, xy): &Line| !xy.is_empty())
-            .collect();
-        if lines.is_empty() {
-            continue;
-        }
-        let name = format!("learning_{}.png", curve.stem);
-        let file = out_dir.join(&name);
-        draw(
-            &file,
-            (curve.title, "optimizer step", curve.y_label),
-            &lines,
-            &[],
-            text,
-        )
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("drawing {}", file.display()))?;
-        written.push(name);
-    }
-    Ok(written)
+    let series: Vec<(&str, &[(f64, Value)])> = series
+        .iter()
+        .map(|(label, points)| (*label, points.as_slice()))
+        .collect();
+    let curves = CURVES.iter().filter(|c| COMPARED_CURVES.contains(&c.stem));
+    let written = draw_curves(&series, curves, out_dir, "learning_")?;
+    Ok(written
+        .iter()
+        .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .collect())
 }
 
 /// One line of an interval plot: its legend and its points, each `(x, interval)`.
