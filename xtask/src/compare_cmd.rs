@@ -70,83 +70,13 @@ pub fn run(args: CompareArgs) -> Result<()> {
             );
         }
     }
-    let create_out = || {
-        std::fs::create_dir_all(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))
-    };
-    let mut curves = Vec::new();
-    let dir_of = |setting: &Setting| args.out.join("settings").join(&setting.name);
-    // Every setting is parsed before the first one runs, so a typo costs nothing.
-    let (measured, failed) = match config.kind {
-        ComparisonKind::Eval => {
-            let mut runs = Vec::new();
-            for setting in &settings {
-                let dir = dir_of(setting);
-                let mut words = setting.to_args();
-                words.extend(["--out".to_string(), dir.display().to_string()]);
-                let cli = SettingCli::try_parse_from(&words).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: setting `{}`: {}",
-                        args.config.display(),
-                        setting.name,
-                        e.render()
-                    )
-                })?;
-                runs.push((setting, cli.eval, dir));
-            }
-            create_out()?;
-            let mut failed = Vec::new();
-            if !args.report_only {
-                for (i, (setting, eval, _)) in runs.iter().enumerate() {
-                    eprintln!("── setting {}/{}: {}", i + 1, runs.len(), setting.name);
-                    if let Err(e) = eval_cmd::run(eval.clone()) {
-                        eprintln!("setting {} failed: {}", setting.name, error_text(&e));
-                        failed.push(setting.name.clone());
-                    }
-                }
-            }
-            let mut measured = Vec::new();
-            for (setting, _, dir) in &runs {
-                let records = read_records(&dir.join(TREES_FILE))?;
-                let values: Vec<ProblemValues> = records.iter().map(ProblemValues::from).collect();
-                measured.push(((*setting).clone(), values));
-            }
-            (measured, failed)
-        }
-        ComparisonKind::Train => {
-            let mut runs = Vec::new();
-            for setting in &settings {
-                let train =
-                    compare_train::train_config(setting, &dir_of(setting)).with_context(|| {
-                        format!("{}: setting `{}`", args.config.display(), setting.name)
-                    })?;
-                runs.push((setting, train));
-            }
-            create_out()?;
-            let failed = if args.report_only {
-                Vec::new()
-            } else {
-                compare_train::run_settings(&runs)
-            };
-            let mut measured = Vec::new();
-            for (setting, train) in &runs {
-                let results = compare_train::held_out_values(
-                    setting,
-                    train,
-                    config.measured_agent.as_deref(),
-                )?;
-                if let Some(results) = &results {
-                    curves.push(ComparedRun {
-                        label: setting.name.clone(),
-                        metrics: train.out.join("metrics.jsonl"),
-                        agent: results.agent.clone(),
-                    });
-                }
-                let problems = results.map(|r| r.problems).unwrap_or_default();
-                measured.push(((*setting).clone(), problems));
-            }
-            (measured, failed)
-        }
+    let Measured {
+        settings: measured,
+        failed,
+        curves,
+    } = match config.kind {
+        ComparisonKind::Eval => run_evals(&args, &settings)?,
+        ComparisonKind::Train => run_trainings(&args, &config, &settings)?,
     };
     let title = config
         .title
@@ -175,6 +105,107 @@ pub fn run(args: CompareArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the settings' runs hold.
+struct Measured {
+    /// Each setting with its finished problems.
+    settings: Vec<(Setting, Vec<ProblemValues>)>,
+    /// The settings that failed this time.
+    failed: Vec<String>,
+    /// Learning curves of the finished training runs.
+    curves: Vec<ComparedRun>,
+}
+
+fn setting_dir(args: &CompareArgs, setting: &Setting) -> PathBuf {
+    args.out.join("settings").join(&setting.name)
+}
+
+fn create_out(args: &CompareArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))
+}
+
+/// Runs the settings as evals (unless `--report-only`) and reads their trees. Every setting
+/// is parsed before the first one runs, so a typo costs nothing.
+fn run_evals(args: &CompareArgs, settings: &[Setting]) -> Result<Measured> {
+    let mut runs = Vec::new();
+    for setting in settings {
+        let dir = setting_dir(args, setting);
+        let mut words = setting.to_args();
+        words.extend(["--out".to_string(), dir.display().to_string()]);
+        let cli = SettingCli::try_parse_from(&words).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: setting `{}`: {}",
+                args.config.display(),
+                setting.name,
+                e.render()
+            )
+        })?;
+        runs.push((setting, cli.eval, dir));
+    }
+    create_out(args)?;
+    let mut failed = Vec::new();
+    if !args.report_only {
+        for (i, (setting, eval, _)) in runs.iter().enumerate() {
+            eprintln!("── setting {}/{}: {}", i + 1, runs.len(), setting.name);
+            if let Err(e) = eval_cmd::run(eval.clone()) {
+                eprintln!("setting {} failed: {}", setting.name, error_text(&e));
+                failed.push(setting.name.clone());
+            }
+        }
+    }
+    let mut measured = Vec::new();
+    for (setting, _, dir) in &runs {
+        let records = read_records(&dir.join(TREES_FILE))?;
+        let values: Vec<ProblemValues> = records.iter().map(ProblemValues::from).collect();
+        measured.push(((*setting).clone(), values));
+    }
+    Ok(Measured {
+        settings: measured,
+        failed,
+        curves: Vec::new(),
+    })
+}
+
+/// Runs the settings as training runs (unless `--report-only`) and reads their held-out
+/// results, with the learning curves of those that finished. Every setting's config is built
+/// before the first one runs.
+fn run_trainings(
+    args: &CompareArgs,
+    config: &ComparisonConfig,
+    settings: &[Setting],
+) -> Result<Measured> {
+    let mut runs = Vec::new();
+    for setting in settings {
+        let train = compare_train::train_config(setting, &setting_dir(args, setting))
+            .with_context(|| format!("{}: setting `{}`", args.config.display(), setting.name))?;
+        runs.push((setting, train));
+    }
+    create_out(args)?;
+    let failed = if args.report_only {
+        Vec::new()
+    } else {
+        compare_train::run_settings(&runs)
+    };
+    let (mut measured, mut curves) = (Vec::new(), Vec::new());
+    for (setting, train) in &runs {
+        let results =
+            compare_train::held_out_values(setting, train, config.measured_agent.as_deref())?;
+        if let Some(results) = &results {
+            curves.push(ComparedRun {
+                label: setting.name.clone(),
+                metrics: train.out.join("metrics.jsonl"),
+                agent: results.agent.clone(),
+            });
+        }
+        let problems = results.map(|r| r.problems).unwrap_or_default();
+        measured.push(((*setting).clone(), problems));
+    }
+    Ok(Measured {
+        settings: measured,
+        failed,
+        curves,
+    })
 }
 
 /// One PNG per plotted metric when the settings vary the budget: a line per combination of
