@@ -42,7 +42,12 @@ fn quantized_dot(c: &mut Criterion) {
             if m >= 32 {
                 group.bench_function("dense f32", |b| b.iter(|| dense(&x, m, &w)));
             }
-            for isa in [DotIsa::Portable, DotIsa::Avx2, DotIsa::Avx512Vnni] {
+            for isa in [
+                DotIsa::Portable,
+                DotIsa::Avx2,
+                DotIsa::Avx512Vnni,
+                DotIsa::Amx,
+            ] {
                 if !isa.is_available() {
                     continue;
                 }

@@ -63,20 +63,32 @@ pub struct HostStep<'a> {
     pub block_size: usize,
 }
 
+/// What a step's rows are: one new token per sequence (decode), or prompt chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepRows {
+    /// Every product keeps a row's bits whatever the batch (the register-tile kernel).
+    Decode,
+    /// Long products may take AMX tiles where the CPU has them
+    /// ([`int8_dot::matmul_prompt`]).
+    Prompt,
+}
+
 /// Activations shared by the products that read the same input, quantized on first use.
 struct SharedInput<'a> {
     x: &'a [f32],
     rows: usize,
     cols: usize,
+    step_rows: StepRows,
     q8: Option<Q8Activations>,
 }
 
 impl<'a> SharedInput<'a> {
-    fn new(x: &'a [f32], rows: usize, cols: usize) -> Self {
+    fn new(x: &'a [f32], rows: usize, cols: usize, step_rows: StepRows) -> Self {
         Self {
             x,
             rows,
             cols,
+            step_rows,
             q8: None,
         }
     }
@@ -94,7 +106,10 @@ impl<'a> SharedInput<'a> {
                         let q8 = self
                             .q8
                             .get_or_insert_with(|| Q8Activations::quantize(x, rows, cols));
-                        int8_dot::matmul(q8, blocks)
+                        match self.step_rows {
+                            StepRows::Decode => int8_dot::matmul(q8, blocks),
+                            StepRows::Prompt => int8_dot::matmul_prompt(q8, blocks),
+                        }
                     }
                     // Every row in one pass: the weight streams from memory once per step.
                     _ => skinny_quantized::matmul(self.x, rows, blocks),
@@ -286,6 +301,11 @@ impl<B: Backend> Transformer<B> {
     ) -> Option<()> {
         let rows = step.batch * step.tokens;
         let hidden = x.len() / rows;
+        let step_rows = if step.tokens == 1 {
+            StepRows::Decode
+        } else {
+            StepRows::Prompt
+        };
         let mut normed = vec![0.0f32; x.len()];
         for (layer, cache) in self.layers.iter().zip(kv.iter_mut()) {
             let attention = &layer.attention;
@@ -301,7 +321,7 @@ impl<B: Backend> Transformer<B> {
                 layer.input_norm.eps,
                 &mut normed,
             );
-            let mut input = SharedInput::new(&normed, rows, hidden);
+            let mut input = SharedInput::new(&normed, rows, hidden, step_rows);
             let mut q = input.project(&attention.q_proj)?;
             let mut k = input.project(&attention.k_proj)?;
             let v = input.project(&attention.v_proj)?;
@@ -335,17 +355,19 @@ impl<B: Backend> Transformer<B> {
                 },
                 &mut attended,
             );
-            let out = SharedInput::new(&attended, rows, heads * d).project(&attention.o_proj)?;
+            let out = SharedInput::new(&attended, rows, heads * d, step_rows)
+                .project(&attention.o_proj)?;
             host_ops::add_in_place(x, &out);
 
             let post = &layer.post_attention_norm;
             host_ops::rms_norm_rows(x, &norm_weight(post)?, post.eps, &mut normed);
-            let mut input = SharedInput::new(&normed, rows, hidden);
+            let mut input = SharedInput::new(&normed, rows, hidden, step_rows);
             let mut gate = input.project(&layer.mlp.gate)?;
             let up = input.project(&layer.mlp.up)?;
             host_ops::silu_mul_in_place(&mut gate, &up);
             let intermediate = gate.len() / rows;
-            let down = SharedInput::new(&gate, rows, intermediate).project(&layer.mlp.down)?;
+            let down =
+                SharedInput::new(&gate, rows, intermediate, step_rows).project(&layer.mlp.down)?;
             host_ops::add_in_place(x, &down);
         }
         Some(())

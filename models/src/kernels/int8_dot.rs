@@ -8,12 +8,19 @@
 //!
 //! The integer dot products run on AVX2 (`vpmaddubsw` + `vpmaddwd`) or AVX-512 VNNI
 //! (`vpdpbusd`, two blocks per instruction, in register tiles: [`super::int8_tiles`]) where the
-//! CPU has them, chosen at run time, and in portable Rust elsewhere; [`matmul_reference`] is the
-//! obvious loop they are tested against.
-//! Each output element is computed from its row of `x` alone, so a row gets bitwise the same
-//! result alone or in a batch.
+//! CPU has them, chosen at run time, and in portable Rust elsewhere. [`matmul`] computes each
+//! output element from its row of `x` alone, so a row gets bitwise the same result alone or in
+//! a batch: decode steps take it. [`matmul_prompt`], for prompt chunks, runs products of at
+//! least [`AMX_MIN_ROWS`] rows in AMX tiles ([`super::int8_amx`]) on CPUs that have them
+//! (the same bits for a row in any such product, not the same as [`matmul`]'s).
+//! [`matmul_reference`] is the obvious loop they are all tested against.
 
 use super::host_ops::lane_dot;
+#[cfg(target_arch = "x86_64")]
+pub use super::int8_amx::AMX_MIN_ROWS;
+/// Fewest rows for which AMX would take a product (no AMX kernel on this architecture).
+#[cfg(not(target_arch = "x86_64"))]
+pub const AMX_MIN_ROWS: usize = usize::MAX;
 use crate::gguf::dequant::BLOCK;
 use crate::quantized::{QuantFormat, QuantizedBlocks};
 
@@ -100,6 +107,9 @@ pub enum DotIsa {
     Portable,
     Avx2,
     Avx512Vnni,
+    /// AVX-512 VNNI below [`AMX_MIN_ROWS`] rows, AMX tiles from there (never what
+    /// [`DotIsa::detect`] returns: [`matmul_prompt`] chooses it).
+    Amx,
 }
 
 impl DotIsa {
@@ -131,13 +141,29 @@ impl DotIsa {
             Self::Portable => true,
             Self::Avx2 => matches!(Self::detect(), Self::Avx2 | Self::Avx512Vnni),
             Self::Avx512Vnni => Self::detect() == Self::Avx512Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Self::Amx => Self::detect() == Self::Avx512Vnni && super::int8_amx::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Amx => false,
         }
     }
 }
 
-/// `y` `[m, n]` from `x` `[m, k]` and `w` `[n, k]`, with the best instruction set of this CPU.
+/// `y` `[m, n]` from `x` `[m, k]` and `w` `[n, k]`, with the best instruction set of this CPU
+/// that keeps a row's bits whatever the batch.
 pub fn matmul(x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f32> {
     matmul_with(DotIsa::detect(), x, w)
+}
+
+/// [`matmul`] for prompt chunks: in AMX tiles from [`AMX_MIN_ROWS`] rows where the CPU has
+/// them.
+pub fn matmul_prompt(x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f32> {
+    let isa = if DotIsa::Amx.is_available() {
+        DotIsa::Amx
+    } else {
+        DotIsa::detect()
+    };
+    matmul_with(isa, x, w)
 }
 
 /// [`matmul`] with a chosen instruction set.
@@ -152,9 +178,17 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
     let chunk = n
         .div_ceil(TASKS_PER_THREAD * rayon::current_num_threads())
         .max(MIN_CHUNK);
+    #[cfg(target_arch = "x86_64")]
+    if isa == DotIsa::Amx && m >= AMX_MIN_ROWS {
+        // Whole groups of 16 weight rows per task: the AMX tile's width.
+        let chunk = chunk.next_multiple_of(16);
+        // SAFETY: `Amx` is available (checked above), so `int8_amx::available()` returned
+        // true, and the shapes agree.
+        return unsafe { super::int8_amx::matmul(x, w, chunk) };
+    }
     super::skinny::by_column_chunks(m, n, chunk, |cols| match isa {
         #[cfg(target_arch = "x86_64")]
-        DotIsa::Avx512Vnni => by_tiles(w, &rows, cols),
+        DotIsa::Avx512Vnni | DotIsa::Amx => by_tiles(w, &rows, cols),
         _ => by_rows(isa, w, &rows, cols),
     })
 }
@@ -275,7 +309,9 @@ fn dot_rows(isa: DotIsa, format: QuantFormat, w: &WRow, rows: &[XRow], sums: &mu
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `matmul_with` checked that the CPU has the instructions (AVX-512 VNNI
         // implies AVX2).
-        DotIsa::Avx2 | DotIsa::Avx512Vnni => unsafe { avx2::dot_rows(format, w, rows, sums) },
+        DotIsa::Avx2 | DotIsa::Avx512Vnni | DotIsa::Amx => unsafe {
+            avx2::dot_rows(format, w, rows, sums)
+        },
         #[cfg(not(target_arch = "x86_64"))]
         _ => portable::dot_rows(format, w, rows, sums),
     }
@@ -468,7 +504,12 @@ mod tests {
     }
 
     fn isas() -> Vec<DotIsa> {
-        let all = [DotIsa::Portable, DotIsa::Avx2, DotIsa::Avx512Vnni];
+        let all = [
+            DotIsa::Portable,
+            DotIsa::Avx2,
+            DotIsa::Avx512Vnni,
+            DotIsa::Amx,
+        ];
         let available: Vec<_> = all.into_iter().filter(|i| i.is_available()).collect();
         for isa in all.iter().filter(|i| !available.contains(i)) {
             eprintln!("SKIPPED: {isa:?} (this CPU lacks it)");
@@ -501,6 +542,9 @@ mod tests {
                 (9, 70, 320),
                 (17, 7, 64),
                 (70, 9, 96),
+                // AMX: a partial last group of rows and of weight rows, and an odd span.
+                (130, 40, 224),
+                (65, 16, 32),
             ] {
                 let w = QuantizedBlocks::quantize(format, &random(n * k, 1), n, k).unwrap();
                 let x = Q8Activations::quantize(&random(m * k, 2), m, k);
@@ -548,17 +592,27 @@ mod tests {
         // 70 rows cross the tiled kernel's row blocks; 96 columns end on an odd block.
         let (m, n, k) = (70, 150, 96);
         let xs = random(m * k, 4);
+        let product = |isa, rows: std::ops::Range<usize>, w: &QuantizedBlocks| {
+            let x = Q8Activations::quantize(&xs[rows.start * k..rows.end * k], rows.len(), k);
+            matmul_with(isa, &x, w)
+        };
         for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q6_K] {
             let w = QuantizedBlocks::quantize(format, &random(n * k, 3), n, k).unwrap();
             for isa in isas() {
-                let batch = matmul_with(isa, &Q8Activations::quantize(&xs, m, k), &w);
-                for r in [0, 3, 5, 64, 69] {
-                    let x = Q8Activations::quantize(&xs[r * k..(r + 1) * k], 1, k);
-                    let alone = matmul_with(isa, &x, &w);
+                // Every instruction set gives a row alone its bits in the batch, except AMX,
+                // which gives a row the same bits in any product it takes.
+                let large = product(isa, 0..m, &w);
+                for r in [0, 3, 5, 17, 39, 64, 69] {
+                    let (other, at) = if isa == DotIsa::Amx {
+                        let start = r.min(m - AMX_MIN_ROWS);
+                        (product(isa, start..start + AMX_MIN_ROWS, &w), r - start)
+                    } else {
+                        (product(isa, r..r + 1, &w), 0)
+                    };
                     assert_eq!(
-                        alone,
-                        batch[r * n..(r + 1) * n],
-                        "{format:?} {isa:?} row {r}"
+                        other[at * n..(at + 1) * n],
+                        large[r * n..(r + 1) * n],
+                        "{format:?} {isa:?} row {r} of {m}"
                     );
                 }
             }

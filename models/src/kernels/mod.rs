@@ -25,6 +25,8 @@ pub mod host;
 pub mod host_attention;
 pub mod host_ops;
 pub mod host_sampling;
+#[cfg(target_arch = "x86_64")]
+mod int8_amx;
 pub mod int8_dot;
 #[cfg(target_arch = "x86_64")]
 mod int8_tiles;
