@@ -618,4 +618,24 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn decode_products_keep_a_rows_bits_and_prompt_products_may_take_amx() {
+        let (m, n, k) = (2 * AMX_MIN_ROWS + 3, 40, 128);
+        let xs = random(m * k, 5);
+        let w = QuantizedBlocks::quantize(QuantFormat::Q4_1, &random(n * k, 6), n, k).unwrap();
+        let x = Q8Activations::quantize(&xs, m, k);
+        // `matmul` (decode steps) never takes AMX, whatever the row count.
+        let batch = matmul(&x, &w);
+        let last = Q8Activations::quantize(&xs[(m - 1) * k..], 1, k);
+        assert_eq!(matmul(&last, &w), batch[(m - 1) * n..]);
+        // `matmul_prompt` takes AMX from `AMX_MIN_ROWS` rows where the CPU has it.
+        let prompt = matmul_prompt(&x, &w);
+        if DotIsa::Amx.is_available() {
+            assert_eq!(prompt, matmul_with(DotIsa::Amx, &x, &w));
+        } else {
+            eprintln!("SKIPPED: the AMX half (this CPU lacks AMX)");
+            assert_eq!(prompt, batch);
+        }
+    }
 }
