@@ -174,7 +174,6 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
     assert!(isa.is_available(), "{isa:?} is not available on this CPU");
     assert_eq!(x.cols, w.cols, "x is [m, k] and w is [n, k]");
     let (m, n) = (x.rows, w.rows);
-    let rows: Vec<XRow> = (0..m).map(|r| x.row(r)).collect();
     let chunk = n
         .div_ceil(TASKS_PER_THREAD * rayon::current_num_threads())
         .max(MIN_CHUNK);
@@ -186,6 +185,7 @@ pub fn matmul_with(isa: DotIsa, x: &Q8Activations, w: &QuantizedBlocks) -> Vec<f
         // true, and the shapes agree.
         return unsafe { super::int8_amx::matmul(x, w, chunk) };
     }
+    let rows: Vec<XRow> = (0..m).map(|r| x.row(r)).collect();
     super::skinny::by_column_chunks(m, n, chunk, |cols| match isa {
         #[cfg(target_arch = "x86_64")]
         DotIsa::Avx512Vnni | DotIsa::Amx => by_tiles(w, &rows, cols),
