@@ -18,7 +18,10 @@
 //! - [`parallel`]: data-parallel learners on burn-collective (devices and nodes).
 //! - [`trainer`]: one learner per agent — AdamW, warm-up + cosine ([`schedule`]), global
 //!   gradient-norm clipping ([`grad_norm`]), gradient accumulation, its own step counter.
+//! - [`batch_gradients`]: an update's forward and backward passes, in lanes (a thread per
+//!   core) over the same weights.
 
+pub mod batch_gradients;
 pub mod checkpoint;
 pub mod grad_norm;
 pub mod gvendi;

@@ -1,8 +1,8 @@
 //! One agent's learner: its trainable model, frozen reference, AdamW optimizer, step counter
 //! and sample buffer. An update takes `train_batch` samples from the front of the buffer
-//! (left-overs wait for the next update), runs forward/backward one sequence at a time
-//! (gradient accumulation), clips the global gradient norm and steps the optimizer with the
-//! scheduled learning rate. A learner given a [`PeerGroup`] is one of several data-parallel
+//! (left-overs wait for the next update), runs forward and backward over its samples in lanes
+//! ([`crate::batch_gradients`]), clips the global gradient norm and steps the optimizer with
+//! the scheduled learning rate. A learner given a [`PeerGroup`] is one of several data-parallel
 //! peers: each takes a contiguous share of the batch and the shares' gradients are summed over
 //! the run before every replica takes the same step.
 
@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use mars2_models::Transformer;
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,9 @@ use std::sync::Arc;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::batch_gradients::{batch_gradients, share_gradients, Batch, ShareTotals};
 use crate::grad_norm::clip_global_norm;
-use crate::logprobs::response_logprobs_at;
-use crate::loss::{sequence_loss, LossConfig, LossKind, SequenceTerms};
+use crate::loss::LossConfig;
 use crate::parallel::flat_grads::{flatten, unflatten};
 use crate::parallel::{ParallelError, PeerGroup};
 use crate::samples::TrainSample;
@@ -229,10 +229,9 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         };
         let (totals, grad_norm) = match self.peers.clone() {
             None => {
-                let (grads, totals) = share_gradients(
+                let (grads, totals) = batch_gradients(
                     &model,
                     self.reference.as_ref(),
-                    batch.samples,
                     &batch,
                     &self.config,
                     &self.device,
@@ -361,23 +360,6 @@ struct Replica<B: AutodiffBackend> {
     optimizer: Adam<B>,
 }
 
-/// The batch of one update, as every share sees it.
-struct Batch<'a> {
-    samples: &'a [TrainSample],
-    n: f64,
-    tokens: usize,
-}
-
-/// The additive statistics of a share (summed over peers).
-#[derive(Debug, Clone, Copy, Default)]
-struct ShareTotals {
-    loss: f64,
-    kl: f64,
-    ratio: f64,
-    clipped: f64,
-    vetoed: f64,
-}
-
 /// Contiguous shares of `len` samples for `world` peers, sizes differing by at most one (the
 /// first peers take the extra ones; peers beyond `len` get empty shares).
 pub fn share_ranges(len: usize, world: usize) -> Vec<std::ops::Range<usize>> {
@@ -392,53 +374,6 @@ pub fn share_ranges(len: usize, world: usize) -> Vec<std::ops::Range<usize>> {
             range
         })
         .collect()
-}
-
-/// Forward and backward of each sample of `share` (one at a time, gradients accumulated),
-/// each loss scaled as the whole batch's would be.
-fn share_gradients<B: AutodiffBackend>(
-    model: &Transformer<B>,
-    reference: Option<&Transformer<B::InnerBackend>>,
-    share: &[TrainSample],
-    batch: &Batch<'_>,
-    config: &TrainerConfig,
-    device: &B::Device,
-) -> (GradientsParams, ShareTotals) {
-    let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
-    let mut t = ShareTotals::default();
-    let (n, temperature) = (batch.n, config.temperature);
-    for sample in share {
-        let logp =
-            response_logprobs_at(model, &sample.prompt, &sample.response, temperature, device);
-        let old: Vec<f32> = logp.to_data().iter::<f32>().collect();
-        let reference: Option<Vec<f32>> = reference.map(|r| {
-            response_logprobs_at(r, &sample.prompt, &sample.response, temperature, device)
-                .to_data()
-                .iter::<f32>()
-                .collect()
-        });
-        let terms = SequenceTerms {
-            rollout: &sample.rollout_logprobs,
-            old: &old,
-            reference: reference.as_deref(),
-            advantage: sample.advantage,
-            batch_tokens: batch.tokens,
-        };
-        let (loss, stats) = sequence_loss(logp, &terms, &config.loss);
-        // GSPO averages sequences; GRPO's loss is already normalised by the batch's tokens.
-        let scale = match config.loss.kind {
-            LossKind::Gspo => 1.0 / n,
-            LossKind::Grpo => 1.0,
-        };
-        let grads = (loss * scale).backward();
-        accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
-        t.loss += stats.loss * scale;
-        t.kl += stats.kl / n;
-        t.ratio += stats.ratio / n;
-        t.clipped += stats.clipped / n;
-        t.vetoed += f64::from(u8::from(stats.vetoed));
-    }
-    (accumulator.grads(), t)
 }
 
 /// One peer's part of a data-parallel update after its backward passes: sum gradients and
