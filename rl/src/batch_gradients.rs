@@ -43,21 +43,10 @@ impl ShareTotals {
     }
 }
 
-/// Forward and backward of every sample of the batch in [`training_lanes`] lanes (no more than
-/// the batch has samples): each lane takes a contiguous share, and the lanes' gradients and
-/// totals are summed in lane order.
+/// Forward and backward of every sample of the batch in `lanes` lanes ([`training_lanes`] in
+/// an update; no more than the batch has samples): each lane takes a contiguous share, and the
+/// lanes' gradients and totals are summed in lane order.
 pub(crate) fn batch_gradients<B: AutodiffBackend>(
-    model: &Transformer<B>,
-    reference: Option<&Transformer<B::InnerBackend>>,
-    batch: &Batch<'_>,
-    config: &TrainerConfig,
-    device: &B::Device,
-) -> (GradientsParams, ShareTotals) {
-    batch_gradients_in_lanes(training_lanes(), model, reference, batch, config, device)
-}
-
-/// [`batch_gradients`] in a given number of lanes.
-fn batch_gradients_in_lanes<B: AutodiffBackend>(
     lanes: usize,
     model: &Transformer<B>,
     reference: Option<&Transformer<B::InnerBackend>>,
@@ -216,7 +205,7 @@ mod tests {
         };
         let device = Default::default();
         let (grads, totals) =
-            batch_gradients_in_lanes(lanes, model, Some(reference), &batch, &config(), &device);
+            batch_gradients(lanes, model, Some(reference), &batch, &config(), &device);
         let flat = flatten::<Train, _>(model, grads).expect("the model trains");
         (flat.to_data().iter::<f32>().collect(), totals)
     }

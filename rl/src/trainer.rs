@@ -20,7 +20,9 @@ use std::sync::Arc;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::batch_gradients::{batch_gradients, share_gradients, Batch, ShareTotals};
+use crate::batch_gradients::{
+    batch_gradients, share_gradients, training_lanes, Batch, ShareTotals,
+};
 use crate::grad_norm::clip_global_norm;
 use crate::loss::LossConfig;
 use crate::parallel::flat_grads::{flatten, unflatten};
@@ -230,6 +232,7 @@ impl<B: AutodiffBackend> AgentTrainer<B> {
         let (totals, grad_norm) = match self.peers.clone() {
             None => {
                 let (grads, totals) = batch_gradients(
+                    training_lanes(),
                     &model,
                     self.reference.as_ref(),
                     &batch,
